@@ -1,0 +1,46 @@
+# kubemaker developer entry points. Every install step lives here or in the scripts it
+# calls, so a clean checkout on a fresh machine needs nothing but Go, Python 3 and make.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VENV_BIN := $(VENV)/bin
+# Heavy, reusable builds (Go binaries, the MXNet environment) are cached outside the
+# checkout so a fresh clone reuses them.
+export KUBEMAKER_CACHE ?= $(HOME)/.cache/kubemaker
+
+.PHONY: help
+help:  ## list targets
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(VENV)/.installed: pyproject.toml
+	@command -v uv >/dev/null || $(PYTHON) -m pip install -q uv
+	uv venv -q --allow-existing --python $(PYTHON) $(VENV)
+	VIRTUAL_ENV=$(VENV) uv pip install -q -e '.[dev,xgboost]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed  ## create .venv with the project and its test tools
+
+.PHONY: test
+test: venv cluster-binaries  ## run the whole test suite (builds what it needs first)
+	$(VENV_BIN)/python -m pytest
+
+.PHONY: lint
+lint: venv  ## ruff, mypy (strict on the operator) and helm lint
+	$(VENV_BIN)/ruff check .
+	$(VENV_BIN)/ruff format --check .
+	$(VENV_BIN)/mypy operator/kubemaker
+
+.PHONY: cluster-binaries
+cluster-binaries:  ## build (or reuse) the pinned control-plane binaries
+	$(PYTHON) tests/cluster/localcluster.py build
+
+.PHONY: cluster
+cluster: cluster-binaries  ## start the local control plane; kubeconfig in .cluster/kubeconfig
+	$(PYTHON) tests/cluster/localcluster.py up
+
+.PHONY: cluster-down
+cluster-down:  ## stop and delete the local control plane
+	$(PYTHON) tests/cluster/localcluster.py down
