@@ -44,3 +44,7 @@ cluster: cluster-binaries  ## start the local control plane; kubeconfig in .clus
 .PHONY: cluster-down
 cluster-down:  ## stop and delete the local control plane
 	$(PYTHON) tests/cluster/localcluster.py down
+
+.PHONY: e2e-kind
+e2e-kind: venv  ## end to end with real containers in kind (needs a Docker engine)
+	$(VENV_BIN)/python -m pytest tests/e2e -m e2e -v
