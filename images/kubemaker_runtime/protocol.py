@@ -39,7 +39,10 @@ class ChannelConfig(_Wire):
     distribution: Literal["FullyReplicated", "ShardedByS3Key"] = "FullyReplicated"
     content_type: str | None = None
     compression: Literal["None", "Gzip"] = "None"
-    input_mode: Literal["File", "Pipe"] = "File"
+    # FastFile is staged like File: the algorithm sees the same files at the same path.
+    input_mode: Literal["File", "Pipe", "FastFile"] = "File"
+    # RecordIO: in Pipe mode each object is sent as one RecordIO record (SageMaker's rule).
+    record_wrapper_type: Literal["None", "RecordIO"] = "None"
 
 
 class CheckpointConfig(_Wire):
@@ -66,6 +69,8 @@ class AgentConfig(_Wire):
     # The agent finds its own host as hosts[int(os.environ["JOB_COMPLETION_INDEX"])]
     # (set by the Indexed Job); local mode sets that variable itself.
     network_interface_name: str = "eth0"
+    # Goes to resourceconfig.json's current_instance_type (SageMaker's toolkit: "local").
+    instance_type: str | None = None
     hyper_parameters: dict[str, str] = Field(default_factory=dict)
     channels: list[ChannelConfig] = Field(default_factory=list)
     output_path: str = Field(

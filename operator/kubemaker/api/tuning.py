@@ -1,0 +1,687 @@
+"""TuningJob: SageMaker's CreateHyperParameterTuningJob as a Kubernetes object.
+
+The spec keeps SageMaker's request shape (``hyperParameterTuningJobConfig``,
+``trainingJobDefinition``, ``warmStartConfig``), so boto3 arguments translate key by key
+into camelCase. Two deliberate differences: range bounds are numbers, not strings, and
+the enums of deployment-style settings use Kubernetes' CamelCase.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from kubemaker.api.common import (
+    ApiModel,
+    PrinterColumn,
+    ResourceBase,
+    ResourceInfo,
+    StatusBase,
+    StatusModel,
+    cel,
+    list_map,
+    name_rules,
+)
+from kubemaker.api.training import (
+    HyperParameters,
+    TrainingJobDefinition,
+    TrainingJobStatusString,
+    check_unique,
+)
+
+ScalingType = Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"]
+MAX_TUNING_JOB_NAME = 32  # SageMaker's limit; children are named <tuning job>-<NNN>
+
+_RANGE_NAME = Field(
+    min_length=1,
+    max_length=256,
+    description="Hyperparameter name, as the algorithm reads it.",
+)
+
+
+class IntegerParameterRange(ApiModel):
+    """An integer hyperparameter searched between minValue and maxValue (inclusive)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.minValue <= self.maxValue", "minValue must be <= maxValue", ".minValue"),
+                cel(
+                    "self.scalingType != 'Logarithmic' || self.minValue > 0",
+                    "Logarithmic scaling needs minValue > 0",
+                    ".minValue",
+                ),
+                cel(
+                    "self.scalingType != 'ReverseLogarithmic'",
+                    "ReverseLogarithmic scaling is for continuous ranges only",
+                    ".scalingType",
+                ),
+            ]
+        }
+    )
+
+    name: str = _RANGE_NAME
+    min_value: int = Field(description="Smallest value tried.")
+    max_value: int = Field(description="Largest value tried.")
+    scaling_type: ScalingType = Field(
+        default="Auto",
+        description=(
+            "How values are spread: Auto (the tuner chooses), Linear, Logarithmic "
+            "(minValue > 0). ReverseLogarithmic is for continuous ranges only."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> IntegerParameterRange:
+        if self.min_value > self.max_value:
+            raise ValueError("minValue must be <= maxValue")
+        if self.scaling_type == "Logarithmic" and self.min_value <= 0:
+            raise ValueError("Logarithmic scaling needs minValue > 0")
+        if self.scaling_type == "ReverseLogarithmic":
+            raise ValueError("ReverseLogarithmic scaling is for continuous ranges only")
+        return self
+
+
+class ContinuousParameterRange(ApiModel):
+    """A real-valued hyperparameter searched between minValue and maxValue."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.minValue <= self.maxValue", "minValue must be <= maxValue", ".minValue"),
+                cel(
+                    "self.scalingType != 'Logarithmic' || self.minValue > 0.0",
+                    "Logarithmic scaling needs minValue > 0",
+                    ".minValue",
+                ),
+                cel(
+                    "self.scalingType != 'ReverseLogarithmic'"
+                    " || (self.minValue >= 0.0 && self.maxValue < 1.0)",
+                    "ReverseLogarithmic scaling needs 0 <= minValue and maxValue < 1",
+                    ".minValue",
+                ),
+            ]
+        }
+    )
+
+    name: str = _RANGE_NAME
+    min_value: float = Field(description="Smallest value tried.")
+    max_value: float = Field(description="Largest value tried.")
+    scaling_type: ScalingType = Field(
+        default="Auto",
+        description=(
+            "How values are spread: Auto, Linear, Logarithmic (minValue > 0) or "
+            "ReverseLogarithmic (0 <= minValue, maxValue < 1: values close to 1)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ContinuousParameterRange:
+        if self.min_value > self.max_value:
+            raise ValueError("minValue must be <= maxValue")
+        if self.scaling_type == "Logarithmic" and self.min_value <= 0:
+            raise ValueError("Logarithmic scaling needs minValue > 0")
+        if self.scaling_type == "ReverseLogarithmic" and not (
+            self.min_value >= 0 and self.max_value < 1
+        ):
+            raise ValueError("ReverseLogarithmic scaling needs 0 <= minValue and maxValue < 1")
+        return self
+
+
+class CategoricalParameterRange(ApiModel):
+    """A hyperparameter chosen from a list of values."""
+
+    name: str = _RANGE_NAME
+    values: list[str] = Field(
+        min_length=1,
+        max_length=30,
+        description="The values to try, as strings (e.g. ['gbtree', 'dart']).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+    @field_validator("values")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        check_unique(value, "value")
+        return value
+
+
+_RANGE_LISTS = ("integerParameterRanges", "continuousParameterRanges", "categoricalParameterRanges")
+
+
+class ParameterRanges(ApiModel):
+    """The hyperparameters to search and their ranges (SageMaker's ParameterRanges)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    " || ".join(f"(has(self.{n}) && size(self.{n}) > 0)" for n in _RANGE_LISTS),
+                    "give at least one parameter range",
+                ),
+                cel(
+                    "!has(self.integerParameterRanges) || !has(self.continuousParameterRanges)"
+                    " || self.integerParameterRanges.all(x,"
+                    " !self.continuousParameterRanges.exists(y, y.name == x.name))",
+                    "a hyperparameter cannot have two ranges",
+                ),
+                cel(
+                    "!has(self.integerParameterRanges) || !has(self.categoricalParameterRanges)"
+                    " || self.integerParameterRanges.all(x,"
+                    " !self.categoricalParameterRanges.exists(y, y.name == x.name))",
+                    "a hyperparameter cannot have two ranges",
+                ),
+                cel(
+                    "!has(self.continuousParameterRanges) || !has(self.categoricalParameterRanges)"
+                    " || self.continuousParameterRanges.all(x,"
+                    " !self.categoricalParameterRanges.exists(y, y.name == x.name))",
+                    "a hyperparameter cannot have two ranges",
+                ),
+            ]
+        }
+    )
+
+    integer_parameter_ranges: list[IntegerParameterRange] | None = Field(
+        default=None,
+        max_length=30,
+        description="Integer hyperparameters.",
+        json_schema_extra=list_map("name"),
+    )
+    continuous_parameter_ranges: list[ContinuousParameterRange] | None = Field(
+        default=None,
+        max_length=30,
+        description="Real-valued hyperparameters.",
+        json_schema_extra=list_map("name"),
+    )
+    categorical_parameter_ranges: list[CategoricalParameterRange] | None = Field(
+        default=None,
+        max_length=30,
+        description="Categorical hyperparameters.",
+        json_schema_extra=list_map("name"),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ParameterRanges:
+        names = self.names()
+        if not names:
+            raise ValueError("give at least one parameter range")
+        check_unique(names, "hyperparameter in parameter ranges")
+        return self
+
+    def names(self) -> list[str]:
+        return [
+            r.name
+            for ranges in (
+                self.integer_parameter_ranges,
+                self.continuous_parameter_ranges,
+                self.categorical_parameter_ranges,
+            )
+            for r in ranges or ()
+        ]
+
+
+class HyperParameterTuningJobObjective(ApiModel):
+    """The metric to optimise (SageMaker's HyperParameterTuningJobObjective)."""
+
+    type: Literal["Maximize", "Minimize"] = Field(description="Maximize or Minimize.")
+    metric_name: str = Field(
+        min_length=1,
+        max_length=255,
+        description=(
+            "Metric to optimise: one of the training job's metricDefinitions, or a metric "
+            "the built-in algorithm reports (e.g. validation:auc)."
+        ),
+    )
+
+
+class ResourceLimits(ApiModel):
+    """The tuning budget (SageMaker's ResourceLimits)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.maxNumberOfTrainingJobs)"
+                    " || self.maxParallelTrainingJobs <= self.maxNumberOfTrainingJobs",
+                    "maxParallelTrainingJobs must be <= maxNumberOfTrainingJobs",
+                    ".maxParallelTrainingJobs",
+                )
+            ]
+        }
+    )
+
+    max_number_of_training_jobs: int | None = Field(
+        default=None,
+        ge=1,
+        le=500,
+        description=(
+            "Most training jobs to launch. Required except for Grid, which tries every "
+            "combination (at most this many when set)."
+        ),
+    )
+    max_parallel_training_jobs: int = Field(
+        default=1, ge=1, le=100, description="Most training jobs running at once."
+    )
+    max_runtime_in_seconds: int | None = Field(
+        default=None,
+        ge=120,
+        le=15_768_000,
+        description="Longest time the whole tuning job may run; then it stops its jobs.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ResourceLimits:
+        if (
+            self.max_number_of_training_jobs is not None
+            and self.max_parallel_training_jobs > self.max_number_of_training_jobs
+        ):
+            raise ValueError("maxParallelTrainingJobs must be <= maxNumberOfTrainingJobs")
+        return self
+
+
+class HyperbandStrategyConfig(ApiModel):
+    """Hyperband's resource bounds, in the unit the algorithm reports (usually epochs)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.minResource) || !has(self.maxResource)"
+                    " || self.minResource <= self.maxResource",
+                    "minResource must be <= maxResource",
+                    ".minResource",
+                )
+            ]
+        }
+    )
+
+    min_resource: int | None = Field(
+        default=None, ge=1, description="Fewest epochs a job runs before it may be stopped."
+    )
+    max_resource: int | None = Field(default=None, ge=1, description="Most epochs a job runs.")
+
+    @model_validator(mode="after")
+    def _check(self) -> HyperbandStrategyConfig:
+        if (
+            self.min_resource is not None
+            and self.max_resource is not None
+            and self.min_resource > self.max_resource
+        ):
+            raise ValueError("minResource must be <= maxResource")
+        return self
+
+
+class StrategyConfig(ApiModel):
+    """Strategy-specific settings (SageMaker's HyperParameterTuningJobStrategyConfig)."""
+
+    hyperband_strategy_config: HyperbandStrategyConfig | None = Field(
+        default=None, description="Settings of the Hyperband strategy."
+    )
+
+
+class BestObjectiveNotImproving(ApiModel):
+    """Stop when the best objective has not improved for a number of jobs."""
+
+    max_number_of_training_jobs_not_improving: int = Field(
+        ge=3, description="Training jobs in a row without a better objective."
+    )
+
+
+class ConvergenceDetected(ApiModel):
+    """Stop when the tuner detects convergence."""
+
+    complete_on_convergence: Literal["Disabled", "Enabled"] = Field(
+        default="Disabled", description="Enabled: stop once the search has converged."
+    )
+
+
+class TuningJobCompletionCriteria(ApiModel):
+    """When to stop before the budget is spent (SageMaker's TuningJobCompletionCriteria)."""
+
+    target_objective_metric_value: float | None = Field(
+        default=None, description="Stop once a training job reaches this objective value."
+    )
+    best_objective_not_improving: BestObjectiveNotImproving | None = Field(
+        default=None, description="Stop when the best objective stops improving."
+    )
+    convergence_detected: ConvergenceDetected | None = Field(
+        default=None, description="Stop on convergence."
+    )
+
+
+Strategy = Literal["Bayesian", "Random", "Grid", "Hyperband"]
+
+
+class HyperParameterTuningJobConfig(ApiModel):
+    """How to search (SageMaker's HyperParameterTuningJobConfig)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.strategy == 'Hyperband' || !has(self.strategyConfig)",
+                    "strategyConfig is for the Hyperband strategy only",
+                    ".strategyConfig",
+                ),
+                cel(
+                    "self.strategy != 'Hyperband' || self.trainingJobEarlyStoppingType == 'Off'",
+                    "Hyperband stops jobs early itself: trainingJobEarlyStoppingType must be Off",
+                    ".trainingJobEarlyStoppingType",
+                ),
+                cel(
+                    "self.strategy != 'Grid' || (!has(self.parameterRanges.integerParameterRanges)"
+                    " && !has(self.parameterRanges.continuousParameterRanges))",
+                    "the Grid strategy takes categoricalParameterRanges only",
+                    ".parameterRanges",
+                ),
+                cel(
+                    "self.strategy == 'Grid' || has(self.resourceLimits.maxNumberOfTrainingJobs)",
+                    "resourceLimits.maxNumberOfTrainingJobs is required unless strategy is Grid",
+                    ".resourceLimits",
+                ),
+            ]
+        }
+    )
+
+    strategy: Strategy = Field(
+        default="Bayesian",
+        description=(
+            "Bayesian (a model of the objective picks the next values), Random, Grid (every "
+            "combination of categorical values) or Hyperband (stops weak jobs early)."
+        ),
+    )
+    strategy_config: StrategyConfig | None = Field(default=None, description="Hyperband settings.")
+    hyper_parameter_tuning_job_objective: HyperParameterTuningJobObjective = Field(
+        description="The metric to optimise and its direction."
+    )
+    resource_limits: ResourceLimits = Field(description="How many jobs, how many at once.")
+    parameter_ranges: ParameterRanges = Field(description="What to search.")
+    training_job_early_stopping_type: Literal["Off", "Auto"] = Field(
+        default="Off",
+        description="Auto: stop training jobs unlikely to beat the best one so far.",
+    )
+    tuning_job_completion_criteria: TuningJobCompletionCriteria | None = Field(
+        default=None, description="Stop early when a goal is met."
+    )
+    random_seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**31 - 1,
+        description="Seed of the search, for reproducible suggestions.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> HyperParameterTuningJobConfig:
+        if self.strategy_config is not None and self.strategy != "Hyperband":
+            raise ValueError("strategyConfig is for the Hyperband strategy only")
+        if self.strategy == "Hyperband" and self.training_job_early_stopping_type != "Off":
+            raise ValueError(
+                "Hyperband stops jobs early itself: trainingJobEarlyStoppingType must be Off"
+            )
+        if self.strategy == "Grid" and (
+            self.parameter_ranges.integer_parameter_ranges
+            or self.parameter_ranges.continuous_parameter_ranges
+        ):
+            raise ValueError("the Grid strategy takes categoricalParameterRanges only")
+        if self.strategy != "Grid" and self.resource_limits.max_number_of_training_jobs is None:
+            raise ValueError(
+                "resourceLimits.maxNumberOfTrainingJobs is required unless strategy is Grid"
+            )
+        return self
+
+
+class TrainingJobTemplate(TrainingJobDefinition):
+    """The training jobs to launch (SageMaker's HyperParameterTrainingJobDefinition).
+
+    A TrainingJob spec without hyperParameters (the tuner sets them, over
+    ``staticHyperParameters``), stop and ttlSecondsAfterFinished.
+    """
+
+    static_hyper_parameters: HyperParameters | None = Field(
+        default=None,
+        description="Hyperparameters every training job gets, as strings. Not tuned.",
+    )
+
+
+class ParentHyperParameterTuningJob(ApiModel):
+    """A finished TuningJob whose results seed this one."""
+
+    hyper_parameter_tuning_job_name: str = Field(
+        min_length=1, max_length=253, description="Name of the TuningJob, in the same namespace."
+    )
+
+
+class WarmStartConfig(ApiModel):
+    """Start from what earlier tuning jobs learned (SageMaker's WarmStartConfig)."""
+
+    parent_hyper_parameter_tuning_jobs: list[ParentHyperParameterTuningJob] = Field(
+        min_length=1, max_length=5, description="The earlier TuningJobs."
+    )
+    warm_start_type: Literal["IdenticalDataAndAlgorithm", "TransferLearning"] = Field(
+        description=(
+            "IdenticalDataAndAlgorithm: same data and image, other ranges. TransferLearning: "
+            "other data, image or ranges."
+        )
+    )
+
+
+class TuningJobSpec(ApiModel):
+    """Desired state of a TuningJob: SageMaker's CreateHyperParameterTuningJob request.
+
+    Immutable once created, except ``stop``.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.trainingJobDefinition.staticHyperParameters) || "
+                    + " && ".join(
+                        f"(!has(self.hyperParameterTuningJobConfig.parameterRanges.{n})"
+                        f" || self.hyperParameterTuningJobConfig.parameterRanges.{n}.all(r,"
+                        " !(r.name in self.trainingJobDefinition.staticHyperParameters)))"
+                        for n in _RANGE_LISTS
+                    ),
+                    "a tuned hyperparameter cannot also be in staticHyperParameters",
+                    ".trainingJobDefinition.staticHyperParameters",
+                )
+            ]
+        }
+    )
+
+    hyper_parameter_tuning_job_config: HyperParameterTuningJobConfig = Field(
+        description="Strategy, objective, budget and ranges."
+    )
+    training_job_definition: TrainingJobTemplate = Field(
+        description="The TrainingJob spec each trial runs, minus the tuned hyperparameters."
+    )
+    warm_start_config: WarmStartConfig | None = Field(
+        default=None, description="Seed the search with earlier TuningJobs' results."
+    )
+    stop: bool = Field(
+        default=False,
+        description=(
+            "Set to true to stop the tuning job and its running training jobs (SageMaker's "
+            "StopHyperParameterTuningJob). Cannot be set back to false."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TuningJobSpec:
+        static = self.training_job_definition.static_hyper_parameters or {}
+        for name in self.hyper_parameter_tuning_job_config.parameter_ranges.names():
+            if name in static:
+                raise ValueError(
+                    f"hyperparameter {name!r} is tuned and cannot also be in "
+                    "trainingJobDefinition.staticHyperParameters"
+                )
+        return self
+
+
+TuningJobStatusString = Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
+
+
+class TrainingJobStatusCounters(StatusModel):
+    """How many training jobs are in which state."""
+
+    completed: int = Field(default=0, ge=0, description="Completed training jobs.")
+    in_progress: int = Field(default=0, ge=0, description="Training jobs in progress.")
+    retryable_error: int = Field(
+        default=0, ge=0, description="Jobs failed by a platform error (retried)."
+    )
+    non_retryable_error: int = Field(
+        default=0, ge=0, description="Jobs failed by an algorithm or spec error."
+    )
+    stopped: int = Field(default=0, ge=0, description="Stopped jobs (early stopping included).")
+
+
+class ObjectiveStatusCounters(StatusModel):
+    """How many training jobs reported the objective metric."""
+
+    succeeded: int = Field(default=0, ge=0, description="Jobs whose objective was read.")
+    pending: int = Field(default=0, ge=0, description="Jobs not finished yet.")
+    failed: int = Field(default=0, ge=0, description="Jobs without an objective value.")
+
+
+class FinalHyperParameterTuningJobObjectiveMetric(StatusModel):
+    """A job's final objective value."""
+
+    type: Literal["Maximize", "Minimize"] | None = Field(default=None, description="Direction.")
+    metric_name: str = Field(description="Objective metric.")
+    value: float = Field(description="Its final value.")
+
+
+class HyperParameterTrainingJobSummary(StatusModel):
+    """One training job of the search (SageMaker's HyperParameterTrainingJobSummary)."""
+
+    training_job_name: str = Field(description="Name of the child TrainingJob.")
+    training_job_status: TrainingJobStatusString | None = Field(
+        default=None, description="Its trainingJobStatus."
+    )
+    tuned_hyper_parameters: dict[str, str] | None = Field(
+        default=None, description="The values the tuner chose."
+    )
+    final_hyper_parameter_tuning_job_objective_metric: (
+        FinalHyperParameterTuningJobObjectiveMetric | None
+    ) = Field(default=None, description="Its objective value.")
+    objective_status: Literal["Succeeded", "Pending", "Failed"] | None = Field(
+        default=None, description="Whether the objective was read."
+    )
+    creation_time: datetime | None = Field(default=None, description="When it was created.")
+    training_start_time: datetime | None = Field(default=None, description="When it started.")
+    training_end_time: datetime | None = Field(default=None, description="When it ended.")
+    failure_reason: str | None = Field(default=None, max_length=1024, description="Why it failed.")
+
+
+class TuningJobCompletionDetails(StatusModel):
+    """Why and when the completion criteria stopped the search."""
+
+    number_of_training_jobs_objective_not_improving: int | None = Field(
+        default=None, ge=0, description="Jobs in a row without a better objective."
+    )
+    convergence_detected_time: datetime | None = Field(
+        default=None, description="When convergence was detected."
+    )
+
+
+class ConsumedResources(StatusModel):
+    """What the tuning job used so far."""
+
+    runtime_in_seconds: int | None = Field(
+        default=None, ge=0, description="Seconds since the tuning job started."
+    )
+
+
+class TuningJobStatus(StatusBase):
+    """Observed state of a TuningJob: SageMaker's DescribeHyperParameterTuningJob response."""
+
+    hyper_parameter_tuning_job_status: TuningJobStatusString | None = Field(
+        default=None,
+        description=(
+            "InProgress, Completed, Failed, Stopping or Stopped, with SageMaker's meanings."
+        ),
+    )
+    hyper_parameter_tuning_end_time: datetime | None = Field(
+        default=None, description="When the tuning job ended."
+    )
+    training_job_status_counters: TrainingJobStatusCounters | None = Field(
+        default=None, description="Training jobs by state."
+    )
+    objective_status_counters: ObjectiveStatusCounters | None = Field(
+        default=None, description="Training jobs by objective state."
+    )
+    best_training_job: HyperParameterTrainingJobSummary | None = Field(
+        default=None,
+        description="The best training job so far: its name, objective value and hyperparameters.",
+    )
+    tuning_job_completion_details: TuningJobCompletionDetails | None = Field(
+        default=None, description="Progress toward the completion criteria."
+    )
+    consumed_resources: ConsumedResources | None = Field(default=None, description="Runtime used.")
+
+
+TUNING_JOB = ResourceInfo(
+    kind="TuningJob",
+    plural="tuningjobs",
+    singular="tuningjob",
+    short_names=("hpt",),
+    spec_model=TuningJobSpec,
+    status_model=TuningJobStatus,
+    description=(
+        "A TuningJob searches hyperparameters by launching TrainingJobs "
+        "(SageMaker's CreateHyperParameterTuningJob)."
+    ),
+    printer_columns=(
+        PrinterColumn("Status", ".status.hyperParameterTuningJobStatus"),
+        PrinterColumn("Strategy", ".spec.hyperParameterTuningJobConfig.strategy"),
+        PrinterColumn("Completed", ".status.trainingJobStatusCounters.completed", type="integer"),
+        PrinterColumn("Running", ".status.trainingJobStatusCounters.inProgress", type="integer"),
+        PrinterColumn("Best", ".status.bestTrainingJob.trainingJobName"),
+        PrinterColumn(
+            "Objective",
+            ".status.bestTrainingJob.finalHyperParameterTuningJobObjectiveMetric.value",
+            type="number",
+        ),
+        PrinterColumn(
+            "Metric",
+            ".spec.hyperParameterTuningJobConfig.hyperParameterTuningJobObjective.metricName",
+            priority=1,
+        ),
+        PrinterColumn("Reason", ".status.failureReason", priority=1),
+        PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+    ),
+    mutable_spec_fields=("stop",),
+    latching_spec_fields=("stop",),
+    object_rules=name_rules(MAX_TUNING_JOB_NAME),
+    max_name_length=MAX_TUNING_JOB_NAME,
+)
+
+
+class TuningJob(ResourceBase):
+    """A TuningJob object as a whole."""
+
+    kind: Literal["TuningJob"] = "TuningJob"
+    spec: TuningJobSpec
+    status: TuningJobStatus | None = None
+
+    info: ClassVar[ResourceInfo] = TUNING_JOB
+
+
+__all__ = [
+    "TUNING_JOB",
+    "CategoricalParameterRange",
+    "ContinuousParameterRange",
+    "HyperParameterTrainingJobSummary",
+    "HyperParameterTuningJobConfig",
+    "HyperParameterTuningJobObjective",
+    "IntegerParameterRange",
+    "ParameterRanges",
+    "ResourceLimits",
+    "TrainingJobTemplate",
+    "TuningJob",
+    "TuningJobSpec",
+    "TuningJobStatus",
+    "WarmStartConfig",
+]
