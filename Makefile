@@ -23,6 +23,10 @@ $(VENV)/.installed: pyproject.toml
 .PHONY: venv
 venv: $(VENV)/.installed  ## create .venv with the project and its test tools
 
+.PHONY: demo
+demo: venv  ## train the bank-marketing XGBoost model locally, serve it, predict once
+	examples/xgboost-bank/demo.sh
+
 .PHONY: test
 test: venv cluster-binaries  ## run the whole test suite (builds what it needs first)
 	$(VENV_BIN)/python -m pytest

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("kubemaker.runner", "run the operator (the default with no subcommand)"),
     "crds": ("kubemaker.crd", "write the CRD YAML generated from the API models"),
-    "local": ("kubemaker.local.cli", "run a TrainingJob, Endpoint or BatchTransform locally"),
+    "local": ("kubemaker.local.cli", "train or serve on this machine, no cluster needed"),
 }
 
 

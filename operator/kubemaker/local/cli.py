@@ -1,0 +1,183 @@
+"""``kubemaker local train|serve``: run a TrainingJob, or serve its model, on this machine.
+
+    kubemaker local train -f trainingjob.yaml [--workdir DIR]
+    kubemaker local serve [--model WORKDIR|JOBDIR|model.tar.gz|URI|endpoint.yaml] [--port N]
+
+Exit codes: 0 done; 1 the job failed (the reason is printed); 2 nothing ran (a bad
+manifest or option, or this machine cannot run the job); 3 stopped at
+maxRuntimeInSeconds; 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kubemaker.local.errors import EXIT_INTERRUPTED, LocalError
+
+if TYPE_CHECKING:
+    from kubemaker.config import OperatorConfig
+
+logger = logging.getLogger(__name__)
+
+# Our own messages and the agent's; the libraries' chatter only when it matters.
+_OWN_LOGGERS = ("kubemaker", "kubemaker_runtime")
+_QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from kubemaker.local.record import DEFAULT_WORKDIR, WORKDIR_ENV
+
+    workdir_help = (
+        f"where jobs keep their hosts' files and logs (default ${WORKDIR_ENV}, "
+        f"else ./{DEFAULT_WORKDIR})"
+    )
+    commands = parser.add_subparsers(dest="local_command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="run a TrainingJob manifest on this machine",
+        description=(
+            "Run a TrainingJob on this machine through the same agent code as on a cluster: "
+            "stage its channels, run the algorithm, upload model.tar.gz to its output path."
+        ),
+    )
+    train.add_argument("-f", "--file", type=Path, required=True, help="the TrainingJob manifest")
+    train.add_argument("--workdir", type=Path, help=workdir_help)
+    train.add_argument(
+        "--config",
+        help="operator configuration (images catalog); default $KUBEMAKER_CONFIG, else built-in",
+    )
+    train.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no live status line (the default when stderr is not a terminal)",
+    )
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a trained model on a local port",
+        description=(
+            "Serve a model with its algorithm's model server: the workdir's latest trained "
+            "job by default, or what --model names."
+        ),
+    )
+    serve.add_argument(
+        "--model",
+        help=(
+            "a job's work directory (or a workdir: its latest completed job), a TrainingJob "
+            "or Endpoint manifest, or a model.tar.gz (path, file:// or s3://)"
+        ),
+    )
+    serve.add_argument("--workdir", type=Path, help=workdir_help)
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free one)")
+    serve.add_argument(
+        "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--workers", type=int, default=1, help="model server workers (default 1)")
+    serve.add_argument("--variant", help="the Endpoint's production variant (default: the first)")
+    serve.add_argument("--algorithm", help="built-in algorithm serving a bare model.tar.gz")
+    serve.add_argument("--framework", help="script-mode framework serving a bare model.tar.gz")
+    serve.add_argument("--image", help="image serving a bare model.tar.gz (needs Docker)")
+    serve.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=120.0,
+        help="seconds the server may take to answer /ping (default 120)",
+    )
+    serve.add_argument(
+        "--config",
+        help="operator configuration (images catalog); default $KUBEMAKER_CONFIG, else built-in",
+    )
+
+
+def configure_logging(handler: logging.Handler | None = None) -> None:
+    handler = handler or logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("kubemaker: %(message)s"))
+    for name in _OWN_LOGGERS:
+        own = logging.getLogger(name)
+        own.setLevel(logging.INFO)
+        own.handlers[:] = [handler]
+        own.propagate = False
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.local_command == "train":
+            return run_train(args)
+        return run_serve(args)
+    except LocalError as exc:
+        print(f"kubemaker local {args.local_command}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"kubemaker local {args.local_command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _operator_config(path: str | None) -> OperatorConfig:
+    from kubemaker.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise LocalError(str(exc)) from None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from kubemaker.local.manifest import load_training_job
+    from kubemaker.local.progress import Display, DisplayHandler
+    from kubemaker.local.record import default_workdir
+    from kubemaker.local.training import Interrupted, LocalTrainingJob
+
+    display = Display(live=False if args.no_progress else None)
+    configure_logging(DisplayHandler(display))
+    job = load_training_job(args.file)
+    config = _operator_config(args.config)
+    local_job = LocalTrainingJob(
+        job,
+        workdir=args.workdir or default_workdir(),
+        config=config,
+        display=display,
+        manifest=args.file,
+    )
+    try:
+        result = local_job.run()
+    except Interrupted:
+        print("kubemaker local train: interrupted while uploading", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(local_job.summary(result), flush=True)
+    return result.exit_code
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from kubemaker.local.record import default_workdir
+    from kubemaker.local.serving import ServeOptions, resolve_model, serve
+
+    configure_logging()
+    if args.port < 0 or args.port > 65535:
+        raise LocalError(f"--port {args.port}: not a port number")
+    if args.workers < 1:
+        raise LocalError(f"--workers {args.workers}: at least 1")
+    config = _operator_config(args.config)
+    workdir = args.workdir or default_workdir()
+    served = resolve_model(
+        args.model,
+        workdir=workdir,
+        config=config,
+        variant=args.variant,
+        algorithm=args.algorithm,
+        framework=args.framework,
+        image=args.image,
+    )
+    options = ServeOptions(
+        address=args.address,
+        port=args.port,
+        workers=args.workers,
+        startup_timeout=args.startup_timeout,
+    )
+    return serve(served, options, config)
