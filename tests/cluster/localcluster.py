@@ -156,13 +156,18 @@ BUILDS: tuple[GoBuild, ...] = (
 BINARY_VERSIONS = {name: build.version for build in BUILDS for name in build.binaries}
 
 
+def versioned_binary(name: str, version: str) -> Path:
+    """Path of a binary in the cache, keyed by its version (it may not be built yet)."""
+    return cache_dir() / "bin" / f"{name}-{version}"
+
+
 def binary(name: str) -> Path:
     """Path of a pinned binary in the cache (it may not be built yet)."""
     try:
         version = BINARY_VERSIONS[name]
     except KeyError:
         raise ClusterError(f"unknown binary {name!r}; known: {sorted(BINARY_VERSIONS)}") from None
-    return cache_dir() / "bin" / f"{name}-{version}"
+    return versioned_binary(name, version)
 
 
 def missing_binaries() -> list[str]:
@@ -298,7 +303,7 @@ def _build_one(build: GoBuild) -> float:
             build.env,
         )
         for name, package in build.binaries.items():
-            os.replace(Path(out) / go_binary_name(package), binary(name))
+            os.replace(Path(out) / go_binary_name(package), versioned_binary(name, build.version))
     elapsed = time.monotonic() - started
     log(f"built {', '.join(build.binaries)} in {elapsed:.0f}s")
     return elapsed
@@ -315,15 +320,24 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def ensure_built(builds: Sequence[GoBuild]) -> dict[str, Path]:
+    """Build the binaries of ``builds`` missing from the cache (under the cache's lock, so
+    concurrent sessions build once); return the paths of all of them."""
+    with _file_lock(cache_dir() / "build.lock"):
+        for build in builds:
+            if any(not versioned_binary(name, build.version).is_file() for name in build.binaries):
+                _build_one(build)
+    return {
+        name: versioned_binary(name, build.version) for build in builds for name in build.binaries
+    }
+
+
 def build_binaries() -> dict[str, Path]:
     """Build whatever pinned binary is missing from the cache; return all their paths."""
     started = time.monotonic()
-    with _file_lock(cache_dir() / "build.lock"):
-        for build in BUILDS:
-            if any(not binary(name).is_file() for name in build.binaries):
-                _build_one(build)
+    paths = ensure_built(BUILDS)
     log(f"binaries ready in {cache_dir() / 'bin'} ({time.monotonic() - started:.1f}s)")
-    return {name: binary(name) for name in BINARY_VERSIONS}
+    return paths
 
 
 # --- running the cluster --------------------------------------------------------------

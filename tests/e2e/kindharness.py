@@ -1,0 +1,1086 @@
+"""kubemaker end to end with real containers: the kind cluster the e2e tests run in.
+
+    python tests/e2e/kindharness.py build   # build (or reuse) kind, kubectl, helm; print them
+    python tests/e2e/kindharness.py down    # delete the e2e cluster (say, one kept with
+                                            # KUBEMAKER_E2E_KEEP=1)
+
+The tests (``tests/e2e``, ``make e2e-kind``) call :func:`set_up`, which
+
+1. builds the pinned ``kind`` from its Go module into ``$KUBEMAKER_CACHE/bin/kind-<version>``
+   with the build code of ``tests/cluster/localcluster.py`` (which also provides kubectl
+   and helm at the versions the rest of the tests use);
+2. builds the operator, runtime (agent) and xgboost images with ``docker build``;
+3. creates the kind cluster (node image on the local control plane's Kubernetes minor)
+   and loads the images into it;
+4. installs MinIO from ``manifests/minio.yaml``, creates the bucket and uploads the
+   bank-marketing channels with ``examples/xgboost-bank/prepare.py --upload``;
+5. installs ``charts/kubemaker`` with ``manifests/values-e2e.yaml`` plus the image
+   references, MinIO as the default storage of the jobs.
+
+Every setting comes from the environment (:meth:`Settings.from_env`, table in
+docs/e2e.md). Nothing here sleeps for a fixed time: each wait polls a condition with a
+deadline. This module needs the project's virtualenv (PyYAML; boto3 for MinIO).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+E2E_DIR = Path(__file__).resolve().parent
+MANIFESTS = E2E_DIR / "manifests"
+KIND_CONFIG = MANIFESTS / "kind-config.yaml"
+MINIO_MANIFEST = MANIFESTS / "minio.yaml"
+E2E_VALUES = MANIFESTS / "values-e2e.yaml"
+CHART = REPO_ROOT / "charts" / "kubemaker"
+CHART_CRDS = CHART / "crds"
+BANK_EXAMPLE = REPO_ROOT / "examples" / "xgboost-bank" / "trainingjob-s3.yaml"
+BANK_PREPARE = REPO_ROOT / "examples" / "xgboost-bank" / "prepare.py"
+
+# --- pinned versions: the one place to change them ----------------------------------------
+# kind v0.32.0 with its own default node image (pkg/apis/config/defaults/image.go at the
+# tag): the pairing kind supports. Kubernetes 1.36 is the minor of the local control plane
+# (tests/cluster/localcluster.py), and native sidecars, which training pods use, are GA
+# since 1.33.
+KIND_VERSION = "v0.32.0"
+NODE_IMAGE = (
+    "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5"
+)
+# The MinIO image is pinned in manifests/minio.yaml.
+
+RELEASE = "kubemaker"
+OPERATOR_NAMESPACE = "kubemaker"
+MINIO_NAMESPACE = "minio"
+MINIO_SERVICE = "minio"
+MINIO_ROOT_SECRET = "minio-root"
+# The Secret each job namespace gets; values-e2e.yaml names it as config.storage.credentialsSecret.
+CREDENTIALS_SECRET = "minio-credentials"
+MINIO_REGION = "us-east-1"
+BANK_DATA_PREFIX = "data/xgboost-bank"
+# The images the tests build: name -> Dockerfile (built from the repository root).
+DOCKERFILES = {
+    "operator": "Dockerfile",
+    "runtime": "images/runtime/Dockerfile",
+    "xgboost": "images/xgboost/Dockerfile",
+}
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+T = TypeVar("T")
+
+
+class E2EError(RuntimeError):
+    """A step of the e2e setup failed; the text says which and why."""
+
+
+def _stderr_log(message: str) -> None:
+    print(f"[e2e] {message}", file=sys.stderr, flush=True)
+
+
+# --- the local control plane's build code, reused -------------------------------------------
+
+
+def load_localcluster() -> ModuleType:
+    """tests/cluster/localcluster.py (standard library only), loaded by path.
+
+    Under the module name tests/cluster/conftest.py gives it, so a session that runs
+    both suites shares one copy.
+    """
+    name = "kubemaker_localcluster"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = REPO_ROOT / "tests" / "cluster" / "localcluster.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+localcluster = load_localcluster()
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"{name}={raw!r}: expected 1/0, true/false, yes/no")
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a number of seconds") from None
+    if value <= 0:
+        raise ValueError(f"{name}={raw!r}: must be positive")
+    return value
+
+
+def _text(environ: Mapping[str, str], name: str, default: str) -> str:
+    return (environ.get(name) or "").strip() or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the e2e run does; every field has an environment variable (see from_env)."""
+
+    cluster_name: str = "kubemaker-e2e"
+    kind_version: str = KIND_VERSION
+    node_image: str = NODE_IMAGE
+    image_prefix: str = "kubemaker"
+    image_tag: str = "e2e"
+    build_images: bool = True
+    keep: bool = False
+    require_docker: bool = False
+    minio_image: str = ""  # empty: the one pinned in manifests/minio.yaml
+    bucket: str = "kubemaker-e2e"
+    build_timeout: float = 2400.0  # per image
+    setup_timeout: float = 600.0  # cluster creation, rollouts, helm
+    job_timeout: float = 900.0  # one TrainingJob, apply to end
+    workdir: Path = REPO_ROOT / ".work" / "e2e"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``KUBEMAKER_E2E_*``; ValueError naming the variable if one is bad."""
+        env = os.environ if environ is None else environ
+        d = cls()
+        workdir = env.get("KUBEMAKER_E2E_WORKDIR")
+        return cls(
+            cluster_name=_text(env, "KUBEMAKER_E2E_CLUSTER", d.cluster_name),
+            kind_version=_text(env, "KUBEMAKER_E2E_KIND_VERSION", d.kind_version),
+            node_image=_text(env, "KUBEMAKER_E2E_NODE_IMAGE", d.node_image),
+            image_prefix=_text(env, "KUBEMAKER_E2E_IMAGE_PREFIX", d.image_prefix).rstrip("/"),
+            image_tag=_text(env, "KUBEMAKER_E2E_IMAGE_TAG", d.image_tag),
+            build_images=_flag(env, "KUBEMAKER_E2E_BUILD", d.build_images),
+            keep=_flag(env, "KUBEMAKER_E2E_KEEP", d.keep),
+            require_docker=_flag(env, "KUBEMAKER_E2E_REQUIRE", d.require_docker),
+            minio_image=_text(env, "KUBEMAKER_E2E_MINIO_IMAGE", d.minio_image),
+            bucket=_text(env, "KUBEMAKER_E2E_BUCKET", d.bucket),
+            build_timeout=_seconds(env, "KUBEMAKER_E2E_BUILD_TIMEOUT", d.build_timeout),
+            setup_timeout=_seconds(env, "KUBEMAKER_E2E_SETUP_TIMEOUT", d.setup_timeout),
+            job_timeout=_seconds(env, "KUBEMAKER_E2E_JOB_TIMEOUT", d.job_timeout),
+            workdir=Path(workdir).resolve() if workdir else d.workdir,
+        )
+
+    def image(self, name: str) -> str:
+        """Reference of one of the images the tests build: ``kubemaker/operator:e2e``."""
+        return f"{self.image_prefix}/{name}:{self.image_tag}"
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.workdir / self.cluster_name
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster_dir / "kubeconfig"
+
+
+# --- Docker -------------------------------------------------------------------------------------
+
+
+def docker_engine_problem(timeout: float = 30.0) -> str | None:
+    """Why no Docker engine can be used here, or None when one answers."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return "the `docker` command is not installed"
+    try:
+        result = subprocess.run(
+            [docker, "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"`docker info` did not answer within {timeout:.0f}s"
+    version = result.stdout.strip()
+    if result.returncode == 0 and version:
+        return None
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    detail = lines[-1] if lines else f"exit code {result.returncode}"
+    return f"no Docker engine answers (`docker info`: {detail})"
+
+
+def skip_message(problem: str) -> str:
+    """The reason an e2e test is skipped on a machine without a Docker engine."""
+    return (
+        f"kind e2e skipped: {problem}. These tests run real containers in a kind "
+        "cluster and need a running Docker engine: on a machine with one, run "
+        "`make e2e-kind` (see docs/e2e.md)."
+    )
+
+
+def docker_platform_of(inspect_json: Sequence[Mapping[str, Any]]) -> str:
+    """``os/arch[/variant]`` of an image from ``docker image inspect`` output (pure)."""
+    image = inspect_json[0]
+    platform = f"{image.get('Os') or 'linux'}/{image['Architecture']}"
+    return f"{platform}/{image['Variant']}" if image.get("Variant") else platform
+
+
+def parse_docker_port(text: str) -> int:
+    """The host port in ``docker port`` output (``127.0.0.1:41234``, maybe also ``[::1]:…``)."""
+    for line in text.strip().splitlines():
+        host, _, port = line.strip().rpartition(":")
+        if host and port.isdigit():
+            return int(port)
+    raise E2EError(f"no host port in `docker port` output: {text!r}")
+
+
+# --- running commands ---------------------------------------------------------------------------
+
+
+def run(
+    command: Sequence[str | Path],
+    *,
+    input: str | None = None,
+    timeout: float = 120.0,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing its output; E2EError with its stderr when it fails."""
+    args = [str(part) for part in command]
+    try:
+        result = subprocess.run(
+            args,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise E2EError(f"`{' '.join(args)}` did not finish within {timeout:.0f}s") from exc
+    if check and result.returncode != 0:
+        output = (result.stderr.strip() or result.stdout.strip())[-4000:]
+        raise E2EError(f"`{' '.join(args)}` exited {result.returncode}:\n{output}")
+    return result
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float,
+    *,
+    interval: float = 0.5,
+    max_interval: float = 5.0,
+    describe: Callable[[], str] | None = None,
+) -> T:
+    """Call ``probe`` until it returns something truthy; at the deadline, E2EError
+    naming ``what`` (and what ``describe`` says about the last state)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = f"; last seen: {describe()}" if describe is not None else ""
+            raise E2EError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+        time.sleep(interval)
+        interval = min(interval * 1.5, max_interval)
+
+
+# --- tools: kind, kubectl, helm -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tools:
+    kind: Path
+    kubectl: Path
+    helm: Path
+    docker: str
+
+
+def kind_go_build(version: str) -> Any:
+    """kind as one of localcluster's Go builds (kind's go.mod has no replace directives)."""
+    return localcluster.GoBuild(
+        name="kind",
+        module="sigs.k8s.io/kind",
+        version=version,
+        binaries={"kind": "sigs.k8s.io/kind"},
+    )
+
+
+def kind_binary(version: str) -> Path:
+    return Path(localcluster.cache_dir()) / "bin" / f"kind-{version}"
+
+
+def build_kind(version: str = KIND_VERSION, log: Callable[[str], None] = _stderr_log) -> Path:
+    """Build (or reuse) ``$KUBEMAKER_CACHE/bin/kind-<version>`` from the Go module proxy."""
+    path = kind_binary(version)
+    if not path.is_file():
+        started = time.monotonic()
+        localcluster.ensure_built([kind_go_build(version)])
+        log(f"built kind {version} in {time.monotonic() - started:.0f}s: {path}")
+    return path
+
+
+def build_pinned(names: Sequence[str], log: Callable[[str], None] = _stderr_log) -> dict[str, Path]:
+    """Build the named binaries of localcluster (kubectl, helm) if missing, and only those:
+    the e2e needs no kube-apiserver or etcd."""
+    builds = []
+    for build in localcluster.BUILDS:
+        wanted = {n: p for n, p in build.binaries.items() if n in names}
+        missing = {n: p for n, p in wanted.items() if not localcluster.binary(n).is_file()}
+        if missing and missing != build.binaries:
+            # A build of part of a module's commands: its own source dir name.
+            build = dataclasses.replace(
+                build, name=f"{build.name}-{'-'.join(sorted(missing))}", binaries=missing
+            )
+        if missing:
+            builds.append(build)
+    started = time.monotonic()
+    if builds:
+        localcluster.ensure_built(builds)
+        log(f"built {', '.join(sorted(names))} in {time.monotonic() - started:.0f}s")
+    return {name: Path(localcluster.binary(name)) for name in names}
+
+
+def build_tools(settings: Settings, log: Callable[[str], None] = _stderr_log) -> Tools:
+    docker = shutil.which("docker")
+    if docker is None:
+        raise E2EError("the `docker` command is not installed")
+    pinned = build_pinned(["kubectl", "helm"], log)
+    return Tools(
+        kind=build_kind(settings.kind_version, log),
+        kubectl=pinned["kubectl"],
+        helm=pinned["helm"],
+        docker=docker,
+    )
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+def build_images(settings: Settings, tools: Tools, log: Callable[[str], None]) -> list[str]:
+    """``docker build`` the three images (or check they exist, with KUBEMAKER_E2E_BUILD=0)."""
+    refs = []
+    logs_dir = settings.workdir / "build-logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    for name, dockerfile in DOCKERFILES.items():
+        ref = settings.image(name)
+        refs.append(ref)
+        if not settings.build_images:
+            found = run([tools.docker, "image", "inspect", ref], check=False)
+            if found.returncode != 0:
+                raise E2EError(f"KUBEMAKER_E2E_BUILD=0 but there is no image {ref}: build it first")
+            log(f"using the existing image {ref}")
+            continue
+        log(f"docker build -f {dockerfile} -t {ref} .")
+        started = time.monotonic()
+        # BuildKit: the Dockerfiles use heredocs and `# syntax=docker/dockerfile:1`.
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        result = run(
+            [tools.docker, "build", "--progress=plain", "--load", "-f", dockerfile, "-t", ref, "."],
+            cwd=REPO_ROOT,
+            env=env,
+            timeout=settings.build_timeout,
+            check=False,
+        )
+        build_log = logs_dir / f"{name}.log"
+        build_log.write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-60:])
+            raise E2EError(
+                f"`docker build -f {dockerfile}` failed (exit {result.returncode}); "
+                f"full log: {build_log}\n{tail}"
+            )
+        log(f"built {ref} in {time.monotonic() - started:.0f}s")
+    return refs
+
+
+# --- the kind cluster ---------------------------------------------------------------------------
+
+
+@dataclass
+class KindCluster:
+    settings: Settings
+    tools: Tools
+    log: Callable[[str], None] = _stderr_log
+
+    @property
+    def name(self) -> str:
+        return self.settings.cluster_name
+
+    @property
+    def node_container(self) -> str:
+        # The one node: kind names its container <cluster>-control-plane.
+        return f"{self.name}-control-plane"
+
+    def kind(self, *args: str, timeout: float = 120.0, check: bool = True) -> str:
+        return run([self.tools.kind, *args], timeout=timeout, check=check).stdout
+
+    def exists(self) -> bool:
+        clusters = run([self.tools.kind, "get", "clusters"], timeout=60).stdout.split()
+        return self.name in clusters
+
+    def create(self) -> bool:
+        """Create the cluster, or reuse one of that name. True when this call created it."""
+        self.settings.cluster_dir.mkdir(parents=True, exist_ok=True)
+        if self.exists():
+            self.log(f"reusing the kind cluster {self.name!r}")
+            kubeconfig = self.kind("get", "kubeconfig", "--name", self.name)
+            self.settings.kubeconfig.write_text(kubeconfig)
+            self.settings.kubeconfig.chmod(0o600)
+            return False
+        self.log(f"creating the kind cluster {self.name!r} ({self.settings.node_image})")
+        wait = int(self.settings.setup_timeout)
+        self.kind(
+            "create",
+            "cluster",
+            "--name",
+            self.name,
+            "--image",
+            self.settings.node_image,
+            "--config",
+            str(KIND_CONFIG),
+            # Its own kubeconfig: never ~/.kube/config.
+            "--kubeconfig",
+            str(self.settings.kubeconfig),
+            f"--wait={wait}s",
+            timeout=wait + 300,
+        )
+        return True
+
+    def delete(self) -> None:
+        self.kind(
+            "delete", "cluster", "--name", self.name, "--kubeconfig", str(self.settings.kubeconfig)
+        )
+        self.log(f"deleted the kind cluster {self.name!r}")
+
+    def kubectl(
+        self, *args: str, input: str | None = None, timeout: float = 120.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return run(
+            [self.tools.kubectl, "--kubeconfig", self.settings.kubeconfig, *args],
+            input=input,
+            timeout=timeout,
+            check=check,
+        )
+
+    def kubectl_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def apply(self, documents: Sequence[Mapping[str, Any]], *args: str) -> None:
+        # As JSON: YAML written by PyYAML may be read differently by kubectl's YAML 1.1
+        # parser (an unquoted `y` is a boolean there).
+        items = {"apiVersion": "v1", "kind": "List", "items": list(documents)}
+        self.kubectl("apply", *args, "-f", "-", input=json.dumps(items))
+
+    def load_image(self, ref: str) -> None:
+        """Put a local image on the node: ``docker image save`` + ``kind load image-archive``.
+
+        Not ``kind load docker-image``: under Docker's containerd image store (the default
+        since Docker 29) it fails with "content digest ... not found" (kind issue #3795);
+        an archive of the host's platform alone loads everywhere.
+        """
+        docker = self.tools.docker
+        archive = self.settings.cluster_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", ref) + ".tar")
+        platform = docker_platform_of(json.loads(run([docker, "image", "inspect", ref]).stdout))
+        saved = run(
+            [docker, "image", "save", "--platform", platform, "-o", archive, ref],
+            timeout=self.settings.setup_timeout,
+            check=False,
+        )
+        if saved.returncode != 0:
+            # Engines before Docker 28 have no --platform (nor the containerd store issue).
+            self.log(f"docker image save --platform failed ({saved.stderr.strip()}); retrying")
+            run([docker, "image", "save", "-o", archive, ref], timeout=self.settings.setup_timeout)
+        try:
+            self.kind(
+                "load",
+                "image-archive",
+                str(archive),
+                "--name",
+                self.name,
+                timeout=self.settings.setup_timeout,
+            )
+        finally:
+            archive.unlink(missing_ok=True)
+        self.log(f"loaded {ref} into the cluster")
+
+    def host_port(self, container_port: int) -> int:
+        """The host port (on 127.0.0.1) kind mapped to one of the node's ports."""
+        mapped = run([self.tools.docker, "port", self.node_container, f"{container_port}/tcp"])
+        return parse_docker_port(mapped.stdout)
+
+    def export_logs(self, directory: Path) -> None:
+        """Node-level logs (kubelet, containerd, pods) for a failure's post mortem."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.kind("export", "logs", str(directory), "--name", self.name, timeout=300, check=False)
+
+
+# --- MinIO --------------------------------------------------------------------------------------
+
+
+def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def find_document(docs: Sequence[Mapping[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    for doc in docs:
+        if doc.get("kind") == kind and doc.get("metadata", {}).get("name") == name:
+            return dict(doc)
+    raise E2EError(f"no {kind} {name!r} in the manifest")
+
+
+def minio_documents(image: str = "") -> list[dict[str, Any]]:
+    """manifests/minio.yaml, with another MinIO image if one is given (pure but for the read)."""
+    docs = load_yaml_documents(MINIO_MANIFEST)
+    if image:
+        find_document(docs, "Deployment", MINIO_SERVICE)  # fails loudly if it moved
+        for doc in docs:
+            if doc["kind"] == "Deployment" and doc["metadata"]["name"] == MINIO_SERVICE:
+                doc["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    return docs
+
+
+def minio_credentials(docs: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """MinIO's root user and password, from the manifest's Secret (the one place they live)."""
+    data = find_document(docs, "Secret", MINIO_ROOT_SECRET)["stringData"]
+    return str(data["MINIO_ROOT_USER"]), str(data["MINIO_ROOT_PASSWORD"])
+
+
+def minio_ports(docs: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """(service port, node port) of MinIO's S3 API."""
+    service = find_document(docs, "Service", MINIO_SERVICE)
+    port = next(p for p in service["spec"]["ports"] if p["name"] == "s3")
+    return int(port["port"]), int(port["nodePort"])
+
+
+@dataclass(frozen=True)
+class Minio:
+    """MinIO in the cluster, reachable from this machine through kind's port mapping."""
+
+    endpoint: str  # from this machine, e.g. http://127.0.0.1:41234
+    in_cluster_endpoint: str  # from the pods: http://minio.minio:9000
+    access_key: str
+    secret_key: str
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=MINIO_REGION,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5}),
+        )
+
+    def aws_env(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """``environ`` for a boto3 program on this machine (prepare.py --upload) that
+        talks to this MinIO whatever AWS settings the user has (profiles, tokens)."""
+        env = {k: v for k, v in environ.items() if not k.startswith("AWS_")}
+        env.update(
+            {
+                "AWS_ENDPOINT_URL_S3": self.endpoint,
+                "AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_DEFAULT_REGION": MINIO_REGION,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            }
+        )
+        return env
+
+    def ensure_bucket(self, bucket: str) -> None:
+        client = self.client()
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=bucket)
+
+    def get(self, uri: str) -> bytes:
+        bucket, key = split_s3_uri(uri)
+        return bytes(self.client().get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def install_minio(cluster: KindCluster, settings: Settings) -> Minio:
+    docs = minio_documents(settings.minio_image)
+    cluster.apply(docs)
+    timeout = f"--timeout={int(settings.setup_timeout)}s"
+    cluster.kubectl(
+        "rollout", "status", "deployment/minio", "-n", MINIO_NAMESPACE, timeout,
+        timeout=settings.setup_timeout + 30,
+    )  # fmt: skip
+    service_port, node_port = minio_ports(docs)
+    endpoint = f"http://127.0.0.1:{cluster.host_port(node_port)}"
+    wait_for(
+        f"MinIO at {endpoint} (kind's mapping of node port {node_port})",
+        lambda: _http_ok(f"{endpoint}/minio/health/ready"),
+        settings.setup_timeout,
+    )
+    user, password = minio_credentials(docs)
+    minio = Minio(
+        endpoint=endpoint,
+        in_cluster_endpoint=f"http://{MINIO_SERVICE}.{MINIO_NAMESPACE}:{service_port}",
+        access_key=user,
+        secret_key=password,
+    )
+    cluster.log(f"MinIO ready: {minio.in_cluster_endpoint} in the cluster, {endpoint} here")
+    return minio
+
+
+def upload_bank_data(minio: Minio, settings: Settings) -> tuple[str, Path]:
+    """The bank-marketing channels in MinIO, as the example's README does it.
+
+    Returns the S3 prefix of the channels and the local copy (its test split is what the
+    tests score the trained model on).
+    """
+    minio.ensure_bucket(settings.bucket)
+    out = settings.workdir / "xgboost-bank"
+    uri = f"s3://{settings.bucket}/{BANK_DATA_PREFIX}"
+    run(
+        [sys.executable, BANK_PREPARE, "--out", out, "--upload", uri],
+        env=minio.aws_env(os.environ),
+        timeout=settings.setup_timeout,
+    )
+    return uri, out
+
+
+# --- the chart ------------------------------------------------------------------------------------
+
+
+def build_image_values(settings: Settings) -> dict[str, Any]:
+    """Helm values naming the images the tests built (the rest is in values-e2e.yaml)."""
+    operator_repository, _, _ = settings.image("operator").rpartition(":")
+    return {
+        "image": {"repository": operator_repository, "tag": settings.image_tag},
+        "config": {
+            "images": {
+                "agent": settings.image("runtime"),
+                "algorithms": {"xgboost": settings.image("xgboost")},
+            }
+        },
+    }
+
+
+def helm_values_args(settings: Settings) -> list[str]:
+    """``--values`` arguments of the e2e install (writes the image values file)."""
+    settings.cluster_dir.mkdir(parents=True, exist_ok=True)
+    images = settings.cluster_dir / "values-images.yaml"
+    images.write_text(yaml.safe_dump(build_image_values(settings), sort_keys=False))
+    return ["--values", str(E2E_VALUES), "--values", str(images)]
+
+
+def install_chart(cluster: KindCluster, settings: Settings, *, restart: bool = False) -> None:
+    """Install or upgrade the release; ``restart`` the operator (a reused cluster: the
+    image tag is the same, its content may not be, and helm sees no change)."""
+    # The CRDs of the checkout first: helm installs CRDs only into a cluster that has none,
+    # and a kept cluster may hold older ones.
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART_CRDS))
+    for crd in sorted(CHART_CRDS.glob("*.yaml")):
+        name = yaml.safe_load(crd.read_text())["metadata"]["name"]
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=120s", f"crd/{name}")
+    timeout = int(settings.setup_timeout)
+    run(
+        [
+            cluster.tools.helm,
+            "upgrade",
+            "--install",
+            RELEASE,
+            CHART,
+            "--kubeconfig",
+            settings.kubeconfig,
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--create-namespace",
+            *helm_values_args(settings),
+            "--wait",
+            f"--timeout={timeout}s",
+        ],
+        timeout=timeout + 60,
+    )
+    if restart:
+        cluster.kubectl("rollout", "restart", f"deployment/{RELEASE}", "-n", OPERATOR_NAMESPACE)
+    cluster.kubectl(
+        "rollout", "status", f"deployment/{RELEASE}", "-n", OPERATOR_NAMESPACE,
+        f"--timeout={timeout}s", timeout=timeout + 30,
+    )  # fmt: skip
+    cluster.log(f"operator running: helm release {RELEASE!r} in namespace {OPERATOR_NAMESPACE!r}")
+
+
+# --- TrainingJobs -----------------------------------------------------------------------------
+
+
+def build_trainingjob(
+    example: Mapping[str, Any],
+    *,
+    name: str,
+    namespace: str,
+    data_uri: str,
+    output_uri: str,
+    hyperparameters: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The example's TrainingJob with its channels under ``data_uri``/<channel> and its
+    output under ``output_uri`` (pure). ``hyperparameters`` are merged over the example's."""
+    job = copy.deepcopy(dict(example))
+    job["metadata"] = {"name": name, "namespace": namespace}
+    spec = job["spec"]
+    for channel in spec["inputDataConfig"]:
+        uri = f"{data_uri.rstrip('/')}/{channel['channelName']}"
+        source = channel.get("dataSource", {}).get("s3DataSource")
+        if source is not None:
+            source["s3Uri"] = uri
+        else:
+            channel["uri"] = uri
+    spec["outputDataConfig"]["s3OutputPath"] = output_uri
+    if hyperparameters:
+        spec["hyperParameters"] = {**spec.get("hyperParameters", {}), **hyperparameters}
+    return job
+
+
+def bank_example() -> dict[str, Any]:
+    doc = yaml.safe_load(BANK_EXAMPLE.read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def condition_status(obj: Mapping[str, Any], kind: str) -> str | None:
+    """status of the condition ``kind`` ("True"/"False"/"Unknown"), None when absent."""
+    for condition in obj.get("status", {}).get("conditions", []) or []:
+        if condition.get("type") == kind:
+            return str(condition.get("status"))
+    return None
+
+
+def describe_status(obj: Mapping[str, Any] | None) -> str:
+    if not obj:
+        return "no object"
+    status = obj.get("status", {})
+    keys = ("trainingJobStatus", "secondaryStatus", "failureReason", "conditions")
+    shown = {k: status[k] for k in keys if k in status}
+    return json.dumps(shown, indent=1) if shown else "no status yet"
+
+
+def wait_for_training_end(
+    cluster: KindCluster, name: str, namespace: str, timeout: float
+) -> dict[str, Any]:
+    """Poll the TrainingJob until its Succeeded condition is True or False; the object."""
+    last: dict[str, Any] = {}
+
+    def finished() -> dict[str, Any] | None:
+        result = cluster.kubectl(
+            "get", "trainingjobs.kubemaker.io", name, "-n", namespace, "-o", "json", check=False
+        )
+        if result.returncode != 0:
+            return None
+        last.clear()
+        last.update(json.loads(result.stdout))
+        return dict(last) if condition_status(last, "Succeeded") in ("True", "False") else None
+
+    return wait_for(
+        f"TrainingJob {namespace}/{name} to end (condition Succeeded True or False)",
+        finished,
+        timeout,
+        interval=1.0,
+        max_interval=5.0,
+        describe=lambda: describe_status(last),
+    )
+
+
+# --- checking a model -------------------------------------------------------------------------
+
+
+def model_from_tarball(data: bytes, member: str = "xgboost-model") -> bytes:
+    """The model file inside a model.tar.gz; E2EError if it is not a gzip'd tar with it."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+            names = [m.name.removeprefix("./") for m in archive.getmembers() if m.isfile()]
+            if member not in names:
+                raise E2EError(f"model.tar.gz holds {names}, not {member!r}")
+            extracted = archive.extractfile(
+                next(m for m in archive.getmembers() if m.name.removeprefix("./") == member)
+            )
+            assert extracted is not None
+            return extracted.read()
+    except (tarfile.TarError, OSError) as exc:
+        raise E2EError(f"model.tar.gz is not a valid gzip'd tar: {exc}") from exc
+
+
+def roc_auc(labels: Sequence[float], scores: Sequence[float]) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
+    pairs = sorted(zip(scores, labels, strict=True))
+    ranks = [0.0] * len(pairs)
+    i = 0
+    while i < len(pairs):
+        j = i
+        while j + 1 < len(pairs) and pairs[j + 1][0] == pairs[i][0]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[k] = (i + j) / 2 + 1
+        i = j + 1
+    positives = sum(1 for _, label in pairs if label == 1)
+    negatives = len(pairs) - positives
+    if positives == 0 or negatives == 0:
+        raise ValueError("AUC needs both classes")
+    rank_sum = sum(rank for rank, (_, label) in zip(ranks, pairs, strict=True) if label == 1)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+# --- diagnostics ------------------------------------------------------------------------------
+
+
+def _tail(text: str, lines: int) -> str:
+    kept = text.rstrip().splitlines()[-lines:]
+    return "\n".join(kept)
+
+
+def collect_diagnostics(
+    cluster: KindCluster, namespaces: Sequence[str], directory: Path, *, node_logs: bool = True
+) -> str:
+    """Write what helps debug a failure under ``directory``; return a summary to print.
+
+    The summary has the TrainingJobs' status, the pods' containers and logs (agent and
+    algorithm), the namespace's events and the operator's log tail; the files hold all of
+    it, plus ``kind export logs`` (kubelet, containerd) when ``node_logs``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    sections: list[tuple[str, str]] = []
+
+    def capture(title: str, filename: str, *args: str, tail: int | None = None) -> None:
+        try:
+            result = cluster.kubectl(*args, check=False, timeout=60)
+        except E2EError as exc:
+            text = str(exc)
+        else:
+            text = result.stdout + (f"\n{result.stderr}" if result.stderr.strip() else "")
+        (directory / filename).write_text(text)
+        sections.append((title, _tail(text, tail) if tail else text))
+
+    for ns in namespaces:
+        capture(f"objects in {ns}", f"{ns}-objects.txt",
+                "get", "trainingjobs.kubemaker.io,jobs,pods,services", "-n", ns,
+                "-o", "wide")  # fmt: skip
+        try:
+            jobs = cluster.kubectl_json("get", "trainingjobs.kubemaker.io", "-n", ns)["items"]
+        except (E2EError, json.JSONDecodeError, KeyError):
+            jobs = []
+        (directory / f"{ns}-trainingjobs.json").write_text(json.dumps(jobs, indent=1))
+        for job in jobs:
+            status = json.dumps(job.get("status", {}), indent=1)
+            sections.append((f"status of TrainingJob {ns}/{job['metadata']['name']}", status))
+        capture(f"events in {ns}", f"{ns}-events.txt",
+                "get", "events", "-n", ns, "--sort-by=.lastTimestamp", tail=60)  # fmt: skip
+        capture(f"pods in {ns} (describe)", f"{ns}-pods-describe.txt",
+                "describe", "pods", "-n", ns, tail=200)  # fmt: skip
+        try:
+            pods = cluster.kubectl_json("get", "pods", "-n", ns).get("items", [])
+        except (E2EError, json.JSONDecodeError):
+            pods = []
+        for pod in pods:
+            pod_name = pod["metadata"]["name"]
+            spec = pod.get("spec", {})
+            pod_status = pod.get("status", {})
+            restarts = {
+                c["name"]: c.get("restartCount", 0)
+                for c in pod_status.get("initContainerStatuses", [])
+                + pod_status.get("containerStatuses", [])
+            }
+            containers = [c["name"] for c in spec.get("initContainers", []) + spec["containers"]]
+            for container in containers:
+                capture(f"log of {ns}/{pod_name} container {container}",
+                        f"{ns}-{pod_name}-{container}.log",
+                        "logs", pod_name, "-n", ns, "-c", container, tail=120)  # fmt: skip
+                if restarts.get(container):
+                    # A native sidecar that failed is restarted: its first failure is here.
+                    capture(f"previous log of {ns}/{pod_name} container {container}",
+                            f"{ns}-{pod_name}-{container}-previous.log",
+                            "logs", pod_name, "-n", ns, "-c", container, "--previous",
+                            tail=120)  # fmt: skip
+    capture("operator log", "operator.log",
+            "logs", f"deployment/{RELEASE}", "-n", OPERATOR_NAMESPACE, "--tail=2000",
+            tail=250)  # fmt: skip
+    capture("operator namespace", "operator-objects.txt",
+            "get", "all,events", "-n", OPERATOR_NAMESPACE, "-o", "wide", tail=60)  # fmt: skip
+    capture("MinIO log", "minio.log",
+            "logs", "deployment/minio", "-n", MINIO_NAMESPACE, "--tail=200", tail=40)  # fmt: skip
+    where = f"all of it in {directory}"
+    if node_logs:
+        cluster.export_logs(directory / "kind")
+        where += f", node logs (`kind export logs`) in {directory / 'kind'}"
+    body = "\n\n".join(f"===== {title}\n{text.rstrip()}" for title, text in sections)
+    return f"({where})\n\n{body}"
+
+
+# --- the whole environment --------------------------------------------------------------------
+
+
+@dataclass
+class Environment:
+    """Everything the tests need: the cluster with the operator, MinIO and the data."""
+
+    settings: Settings
+    cluster: KindCluster
+    minio: Minio
+    data_uri: str  # s3://bucket/data/xgboost-bank: channels train/, validation/, test/
+    data_dir: Path  # the same channels on this machine
+    created_cluster: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def create_namespace(self, name: str) -> None:
+        """A namespace for one test, with the storage Secret the chart's config names."""
+        self.cluster.kubectl("create", "namespace", name)
+        self.cluster.kubectl(
+            "create", "secret", "generic", CREDENTIALS_SECRET, "-n", name,
+            f"--from-literal=AWS_ACCESS_KEY_ID={self.minio.access_key}",
+            f"--from-literal=AWS_SECRET_ACCESS_KEY={self.minio.secret_key}",
+        )  # fmt: skip
+
+    def delete_namespace(self, name: str) -> None:
+        self.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+    def tear_down(self) -> None:
+        if self.settings.keep:
+            self.cluster.log(
+                f"keeping the kind cluster {self.cluster.name!r} (KUBEMAKER_E2E_KEEP=1): "
+                f"export KUBECONFIG={self.settings.kubeconfig}; delete it with "
+                "`python tests/e2e/kindharness.py down`"
+            )
+            return
+        self.cluster.delete()
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], step: str, log: Callable[[str], None]) -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    timings[step] = time.monotonic() - started
+    log(f"{step}: {timings[step]:.0f}s")
+
+
+def set_up(settings: Settings, log: Callable[[str], None] = _stderr_log) -> Environment:
+    """Build, create and install everything; on a failure, collect diagnostics, delete
+    the cluster this call created (unless keep) and raise E2EError."""
+    timings: dict[str, float] = {}
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    with _timed(timings, "tools (kind, kubectl, helm)", log):
+        tools = build_tools(settings, log)
+    with _timed(timings, "images", log):
+        refs = build_images(settings, tools, log)
+    cluster = KindCluster(settings, tools, log)
+    with _timed(timings, "kind cluster", log):
+        created = cluster.create()
+    try:
+        with _timed(timings, "image loading", log):
+            for ref in refs:
+                cluster.load_image(ref)
+        with _timed(timings, "MinIO and data", log):
+            minio = install_minio(cluster, settings)
+            data_uri, data_dir = upload_bank_data(minio, settings)
+        with _timed(timings, "chart", log):
+            install_chart(cluster, settings, restart=not created)
+    except (E2EError, subprocess.SubprocessError, OSError) as exc:
+        directory = settings.workdir / "diagnostics" / "setup"
+        try:
+            summary = collect_diagnostics(cluster, [], directory)
+        except (E2EError, OSError) as diag_exc:
+            summary = f"(diagnostics failed too: {diag_exc})"
+        if created and not settings.keep:
+            with contextlib.suppress(E2EError):
+                cluster.delete()
+        raise E2EError(f"e2e setup failed: {exc}\n\n{summary}") from exc
+    return Environment(
+        settings=settings,
+        cluster=cluster,
+        minio=minio,
+        data_uri=data_uri,
+        data_dir=data_dir,
+        created_cluster=created,
+        timings=timings,
+    )
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("build", help="build (or reuse) kind, kubectl and helm; print them")
+    commands.add_parser("down", help="delete the e2e kind cluster")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "build":
+            started = time.monotonic()
+            kind = build_kind(settings.kind_version)
+            pinned = build_pinned(["kubectl", "helm"])
+            for path in (kind, *pinned.values()):
+                print(path)
+            _stderr_log(f"tools ready in {time.monotonic() - started:.1f}s")
+        elif args.command == "down":
+            docker = shutil.which("docker") or "docker"
+            tools = Tools(
+                kind=kind_binary(settings.kind_version),
+                kubectl=Path(localcluster.binary("kubectl")),
+                helm=Path(localcluster.binary("helm")),
+                docker=docker,
+            )
+            cluster = KindCluster(settings, tools)
+            if cluster.exists():
+                cluster.delete()
+            else:
+                _stderr_log(f"no kind cluster named {settings.cluster_name!r}")
+    except (E2EError, ValueError, localcluster.ClusterError) as exc:
+        _stderr_log(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""The e2e harness's parts that need no Docker: settings, manifests, the chart's values,
+the jobs it applies, and the Dockerfiles it builds. They run with the ordinary suite,
+so a broken e2e setup shows here first, not only on a machine with Docker."""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kindharness
+import pytest
+import yaml
+
+from kubemaker.api import TrainingJobSpec
+from kubemaker.config import OperatorConfig
+from kubemaker_runtime.algorithms.xgboost.hyperparameters import HyperparameterError, validate
+
+REPO_ROOT = kindharness.REPO_ROOT
+localcluster = kindharness.localcluster
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def test_settings_defaults() -> None:
+    settings = kindharness.Settings.from_env({})
+    assert settings.cluster_name == "kubemaker-e2e"
+    assert settings.image("operator") == "kubemaker/operator:e2e"
+    assert settings.image("xgboost") == "kubemaker/xgboost:e2e"
+    assert settings.build_images and not settings.keep and not settings.require_docker
+    assert settings.kubeconfig == REPO_ROOT / ".work" / "e2e" / "kubemaker-e2e" / "kubeconfig"
+
+
+def test_settings_from_environment(tmp_path: Path) -> None:
+    settings = kindharness.Settings.from_env(
+        {
+            "KUBEMAKER_E2E_CLUSTER": "mine",
+            "KUBEMAKER_E2E_IMAGE_PREFIX": "registry.local:5000/km/",
+            "KUBEMAKER_E2E_IMAGE_TAG": "dev1",
+            "KUBEMAKER_E2E_KEEP": "1",
+            "KUBEMAKER_E2E_BUILD": "no",
+            "KUBEMAKER_E2E_JOB_TIMEOUT": "120",
+            "KUBEMAKER_E2E_WORKDIR": str(tmp_path),
+        }
+    )
+    assert settings.cluster_name == "mine"
+    assert settings.image("runtime") == "registry.local:5000/km/runtime:dev1"
+    assert settings.keep and not settings.build_images
+    assert settings.job_timeout == 120.0
+    assert settings.kubeconfig == tmp_path / "mine" / "kubeconfig"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KUBEMAKER_E2E_KEEP", "maybe"),
+        ("KUBEMAKER_E2E_JOB_TIMEOUT", "ten"),
+        ("KUBEMAKER_E2E_SETUP_TIMEOUT", "-5"),
+    ],
+)
+def test_bad_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        kindharness.Settings.from_env({name: value})
+
+
+def test_skip_message_says_why_and_how_to_run() -> None:
+    message = kindharness.skip_message("no Docker engine answers (`docker info`: ...)")
+    assert "no Docker engine" in message
+    assert "make e2e-kind" in message and "docs/e2e.md" in message
+
+
+def test_helm_values_name_the_built_images() -> None:
+    settings = kindharness.Settings.from_env(
+        {"KUBEMAKER_E2E_IMAGE_PREFIX": "localhost:5000/km", "KUBEMAKER_E2E_IMAGE_TAG": "t1"}
+    )
+    values = kindharness.build_image_values(settings)
+    assert values["image"] == {"repository": "localhost:5000/km/operator", "tag": "t1"}
+    assert values["config"]["images"]["agent"] == "localhost:5000/km/runtime:t1"
+    assert values["config"]["images"]["algorithms"] == {"xgboost": "localhost:5000/km/xgboost:t1"}
+
+
+# --- small pure helpers --------------------------------------------------------------------------
+
+
+def test_parse_docker_port() -> None:
+    assert kindharness.parse_docker_port("127.0.0.1:41234\n") == 41234
+    assert kindharness.parse_docker_port("127.0.0.1:5000\n[::1]:5000\n") == 5000
+    with pytest.raises(kindharness.E2EError):
+        kindharness.parse_docker_port("")
+
+
+def test_docker_platform_of() -> None:
+    assert kindharness.docker_platform_of([{"Os": "linux", "Architecture": "amd64"}]) == (
+        "linux/amd64"
+    )
+    image = {"Os": "linux", "Architecture": "arm64", "Variant": "v8"}
+    assert kindharness.docker_platform_of([image]) == "linux/arm64/v8"
+
+
+def test_roc_auc() -> None:
+    assert kindharness.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert kindharness.roc_auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
+    assert kindharness.roc_auc([1, 0, 1], [0.9, 0.1, 0.8]) == pytest.approx(1.0)
+
+
+def _tarball(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_model_from_tarball() -> None:
+    assert kindharness.model_from_tarball(_tarball({"xgboost-model": b"UBJ"})) == b"UBJ"
+    assert kindharness.model_from_tarball(_tarball({"./xgboost-model": b"x"})) == b"x"
+    with pytest.raises(kindharness.E2EError, match="not 'xgboost-model'"):
+        kindharness.model_from_tarball(_tarball({"model.json": b"{}"}))
+    with pytest.raises(kindharness.E2EError, match="not a valid"):
+        kindharness.model_from_tarball(b"not a tarball")
+
+
+def test_condition_status() -> None:
+    obj = {"status": {"conditions": [{"type": "Succeeded", "status": "False"}]}}
+    assert kindharness.condition_status(obj, "Succeeded") == "False"
+    assert kindharness.condition_status(obj, "Ready") is None
+    assert kindharness.condition_status({}, "Succeeded") is None
+
+
+# --- pins and manifests --------------------------------------------------------------------------
+
+
+def _minor(version: str) -> tuple[int, int]:
+    match = re.match(r"v?(\d+)\.(\d+)\.", version)
+    assert match, version
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_node_image_is_pinned_to_the_local_control_plane_minor() -> None:
+    match = re.fullmatch(r"kindest/node:(v[\d.]+)@sha256:[0-9a-f]{64}", kindharness.NODE_IMAGE)
+    assert match, "the node image is pinned by tag and digest"
+    assert _minor(match.group(1)) == _minor(localcluster.KUBERNETES_VERSION)
+    assert _minor(match.group(1)) >= (1, 29), "training pods use native sidecars"
+
+
+def test_kind_config_maps_minio_node_port() -> None:
+    config = yaml.safe_load(kindharness.KIND_CONFIG.read_text())
+    assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    (node,) = config["nodes"]
+    (mapping,) = node["extraPortMappings"]
+    _, node_port = kindharness.minio_ports(kindharness.minio_documents())
+    assert mapping["containerPort"] == node_port
+    # No hostPort: kind picks a free one, so two runs never fight over a port.
+    assert "hostPort" not in mapping and mapping["listenAddress"] == "127.0.0.1"
+
+
+def test_minio_manifest() -> None:
+    docs = kindharness.minio_documents()
+    kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
+    assert kinds == ["Deployment/minio", "Namespace/minio", "Secret/minio-root", "Service/minio"]
+    deployment = kindharness.find_document(docs, "Deployment", "minio")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert re.fullmatch(
+        r"quay\.io/minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", container["image"]
+    )
+    user, password = kindharness.minio_credentials(docs)
+    assert len(user) >= 3 and len(password) >= 8  # MinIO refuses shorter root credentials
+    assert kindharness.minio_ports(docs) == (9000, 30900)
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == kindharness.MINIO_NAMESPACE
+    other = kindharness.minio_documents("example.org/minio:1")
+    assert (
+        kindharness.find_document(other, "Deployment", "minio")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["image"]
+        == "example.org/minio:1"
+    )
+
+
+def test_e2e_values_point_the_jobs_at_minio() -> None:
+    values = yaml.safe_load(kindharness.E2E_VALUES.read_text())
+    storage = values["config"]["storage"]
+    service_port, _ = kindharness.minio_ports(kindharness.minio_documents())
+    assert storage["s3EndpointUrl"] == (
+        f"http://{kindharness.MINIO_SERVICE}.{kindharness.MINIO_NAMESPACE}:{service_port}"
+    )
+    assert storage["credentialsSecret"] == kindharness.CREDENTIALS_SECRET
+
+
+# --- S3: the data upload and the model download, against moto on loopback -----------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def s3_server(tmp_path: Path) -> Iterator[str]:
+    """A moto S3 server (its own process) on a free loopback port, standing in for MinIO."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "moto.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/moto-api/", timeout=2):
+                    break
+            except OSError as exc:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"moto did not start ({exc}): {(tmp_path / 'moto.log').read_text()}"
+                    )
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+@pytest.mark.dataplane
+def test_data_upload_and_model_download(s3_server: str, tmp_path: Path) -> None:
+    minio = kindharness.Minio(
+        endpoint=s3_server,
+        in_cluster_endpoint="http://minio.minio:9000",
+        access_key="kubemaker-e2e",
+        secret_key="kubemaker-e2e-password",
+    )
+    settings = kindharness.Settings.from_env({"KUBEMAKER_E2E_WORKDIR": str(tmp_path)})
+    uri, local = kindharness.upload_bank_data(minio, settings)
+    kindharness.upload_bank_data(minio, settings)  # again: the bucket exists, no error
+
+    assert uri == "s3://kubemaker-e2e/data/xgboost-bank"
+    client = minio.client()
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="kubemaker-e2e")["Contents"])
+    assert keys == [f"data/xgboost-bank/{c}/{c}.csv" for c in ("test", "train", "validation")]
+    rows = (local / "train" / "train.csv").read_text().splitlines()
+    assert minio.get(f"{uri}/train/train.csv").decode().splitlines() == rows
+
+    model = _tarball({"xgboost-model": b"model bytes"})
+    client.put_object(Bucket="kubemaker-e2e", Key="ns/output/job/output/model.tar.gz", Body=model)
+    got = minio.get("s3://kubemaker-e2e/ns/output/job/output/model.tar.gz")
+    assert kindharness.model_from_tarball(got) == b"model bytes"
+
+
+# --- the TrainingJobs the e2e applies ------------------------------------------------------------
+
+
+def _bank_job(**kwargs: Any) -> dict[str, Any]:
+    return kindharness.build_trainingjob(
+        kindharness.bank_example(),
+        name=kwargs.pop("name", "xgboost-bank"),
+        namespace="e2e-test",
+        data_uri="s3://kubemaker-e2e/data/xgboost-bank",
+        output_uri="s3://kubemaker-e2e/e2e-test/output",
+        **kwargs,
+    )
+
+
+def test_bank_trainingjob_reads_and_writes_minio() -> None:
+    job = _bank_job()
+    assert job["metadata"] == {"name": "xgboost-bank", "namespace": "e2e-test"}
+    spec = TrainingJobSpec.model_validate(job["spec"])
+    channels = {c.channel_name: c.source_uri for c in spec.input_data_config or ()}
+    assert channels == {
+        "train": "s3://kubemaker-e2e/data/xgboost-bank/train",
+        "validation": "s3://kubemaker-e2e/data/xgboost-bank/validation",
+    }
+    assert spec.output_data_config.s3_output_path == "s3://kubemaker-e2e/e2e-test/output"
+    assert spec.resource_config.instance_type == "ml.m5.xlarge"
+    # The example's hyperparameters are valid for the XGBoost image...
+    validate(dict(spec.hyper_parameters or {}))
+    # ...and the example itself is left as it was.
+    assert (
+        "kubemaker-examples"
+        in kindharness.bank_example()["spec"]["outputDataConfig"]["s3OutputPath"]
+    )
+
+
+def test_bad_hyperparameter_job_is_rejected_by_the_algorithm() -> None:
+    job = _bank_job(name="bad-eta", hyperparameters={"eta": "1.5"})
+    spec = TrainingJobSpec.model_validate(job["spec"])  # the API accepts it...
+    assert spec.hyper_parameters is not None and spec.hyper_parameters["max_depth"] == "5"
+    with pytest.raises(HyperparameterError, match=r"Hyperparameter eta: 1\.5"):
+        validate(dict(spec.hyper_parameters))  # ...the algorithm does not
+
+
+# --- the chart with the e2e values ---------------------------------------------------------------
+
+
+def test_chart_renders_with_the_e2e_values(tmp_path: Path) -> None:
+    helm = Path(localcluster.binary("helm"))
+    if not helm.is_file():
+        pytest.skip(f"{helm} is not built: `make cluster-binaries`")
+    settings = kindharness.Settings.from_env({"KUBEMAKER_E2E_WORKDIR": str(tmp_path)})
+    rendered = subprocess.run(
+        [str(helm), "template", kindharness.RELEASE, str(kindharness.CHART),
+         "--namespace", kindharness.OPERATOR_NAMESPACE,
+         *kindharness.helm_values_args(settings)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered.stdout) if d}
+    deployment = docs[("Deployment", kindharness.RELEASE)]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "kubemaker/operator:e2e"
+    assert container["imagePullPolicy"] == "Never"
+    config_map = docs[("ConfigMap", f"{kindharness.RELEASE}-config")]
+    config = OperatorConfig.model_validate(yaml.safe_load(config_map["data"]["config.yaml"]))
+    assert config.images.agent == "kubemaker/runtime:e2e"
+    assert config.images.algorithms["xgboost"] == "kubemaker/xgboost:e2e"
+    assert config.images.pull_policy == "Never"
+    assert config.storage.s3_endpoint_url == "http://minio.minio:9000"
+    assert config.storage.credentials_secret == kindharness.CREDENTIALS_SECRET
+    # The job's instance type fits a small kind node; the rest of the catalog is kept.
+    assert config.instance_types["ml.m5.xlarge"].cpu == "500m"
+    assert config.instance_types["ml.m5.xlarge"].memory == "1Gi"
+    assert "ml.p3.2xlarge" in config.instance_types
+
+
+# --- the Dockerfiles the e2e builds --------------------------------------------------------------
+
+
+def _dockerfile_instructions(text: str) -> list[str]:
+    """Instructions with their continuation lines joined; heredoc bodies dropped."""
+    instructions: list[str] = []
+    lines = iter(text.splitlines())
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        while line.rstrip().endswith("\\"):
+            line = line.rstrip()[:-1] + " " + next(lines, "")
+        heredoc = re.search(r"<<-?'?\"?(\w+)'?\"?", line)
+        if heredoc:
+            for body in lines:
+                if body.strip() == heredoc.group(1):
+                    break
+        instructions.append(line.strip())
+    return instructions
+
+
+def _dockerignore_allows(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents wins."""
+    parts = Path(path).parts
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    allowed = True
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        cleaned = pattern.lstrip("!").strip("/")
+        if any(fnmatch.fnmatchcase(c, cleaned) for c in candidates):
+            allowed = negate
+    return allowed
+
+
+@pytest.mark.parametrize("dockerfile", sorted(kindharness.DOCKERFILES.values()))
+def test_dockerfile_copies_what_the_build_context_has(dockerfile: str) -> None:
+    patterns = [
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copies = [i for i in _dockerfile_instructions((REPO_ROOT / dockerfile).read_text())
+              if i.split()[0].upper() in ("COPY", "ADD")]  # fmt: skip
+    assert copies
+    for instruction in copies:
+        words = shlex.split(instruction)[1:]
+        if any(w.startswith("--from") for w in words):
+            continue  # from another stage, not from the context
+        sources = [w for w in words if not w.startswith("--")][:-1]
+        for source in sources:
+            assert (REPO_ROOT / source).exists(), f"{dockerfile}: `{instruction}`: no {source}"
+            assert _dockerignore_allows(source, patterns), (
+                f"{dockerfile}: `{instruction}`: .dockerignore leaves {source} out"
+            )
