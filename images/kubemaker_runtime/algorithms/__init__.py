@@ -1,0 +1,1 @@
+"""Built-in algorithms (SageMaker-compatible), one package each."""

@@ -1,0 +1,452 @@
+"""The model server, as real processes over real HTTP: routes, error codes, workers, metrics.
+
+The models below are loaded by the server's worker processes by import path
+(``test_serving:SumModel``), with this directory on their PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+
+from kubemaker_runtime.serving import InvalidInput, Model, ServerSettings, create_app
+from kubemaker_runtime.serving.settings import available_cpus
+
+HERE = Path(__file__).resolve().parent
+START_TIMEOUT = 60.0
+GATE_ENV = "TEST_SERVING_GATE"
+
+
+# --- models the server under test loads ----------------------------------------------------
+
+
+class SumModel(Model):
+    """Sums each CSV/JSON row; 'sleep' sleeps, 'boom' raises an unexpected error."""
+
+    request_types = ("text/csv", "application/json")
+    response_types = ("application/json", "text/csv")
+    name = "sum"
+
+    def load(self) -> None:
+        gate = os.environ.get(GATE_ENV)
+        if gate:
+            # Loading finishes only when the test opens the gate: a slow model load.
+            deadline = time.monotonic() + START_TIMEOUT
+            while not Path(gate).exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the gate never opened")
+                time.sleep(0.02)
+        self.ready = True
+
+    def decode(self, body: bytes, content_type: str) -> Any:
+        text = body.decode()
+        if text.strip() == "boom":
+            return "boom"
+        if text.strip() == "die":
+            os._exit(3)  # a worker crashing in native code
+        if text.startswith("sleep"):
+            return float(text.split()[1])
+        try:
+            if content_type == "application/json":
+                return np.asarray(json.loads(text)["instances"], dtype=float)
+            return np.asarray([[float(v) for v in line.split(",")] for line in text.splitlines()])
+        except (ValueError, KeyError) as error:
+            raise InvalidInput(f"cannot read the rows: {error}") from None
+
+    def predict(self, inputs: Any) -> Any:
+        if isinstance(inputs, str):
+            raise RuntimeError("secret internal detail")
+        if isinstance(inputs, float):
+            time.sleep(inputs)
+            return np.zeros(1)
+        return np.atleast_2d(inputs).sum(axis=1)
+
+    def encode(self, outputs: Any, accept: str) -> bytes:
+        if accept == "text/csv":
+            return ",".join(str(v) for v in outputs.tolist()).encode()
+        return json.dumps({"sums": outputs.tolist(), "pid": os.getpid()}).encode()
+
+
+class BrokenModel(Model):
+    def load(self) -> None:
+        raise FileNotFoundError("no model file in the model directory")
+
+    def predict(self, inputs: Any) -> Any:
+        raise AssertionError("never called")
+
+
+# --- a server process ---------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=30, **kwargs)
+
+    def post(self, path: str, body: bytes | str, **headers: str) -> requests.Response:
+        return requests.post(self.url + path, data=body, headers=headers, timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Any, timeout: float, what: str, process: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server exited ({process.returncode}) while waiting: {what}")
+        with contextlib.suppress(requests.ConnectionError):
+            if condition():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting: {what}")
+
+
+@contextlib.contextmanager
+def run_server(
+    command: list[str], tmp_path: Path, env: dict[str, str] | None = None, *, ready: bool = True
+) -> Iterator[Server]:
+    """Start a server process on a free loopback port; stop its process group after."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "KUBEMAKER_BIND_ADDRESS": "127.0.0.1",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        **(env or {}),
+    }
+    log = tmp_path / f"server-{port}.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_for(
+            lambda: server.get("/v2/health/live").status_code == 200,
+            START_TIMEOUT, "the server to listen", process,
+        )  # fmt: skip
+        if ready:
+            wait_for(
+                lambda: server.get("/ping").status_code == 200,
+                START_TIMEOUT, "the model to load", process,
+            )  # fmt: skip
+        yield server
+    except BaseException:
+        print(log.read_text(errors="replace"), file=sys.stderr)
+        raise
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def serving_command(model: str, model_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "kubemaker_runtime.serving", "--model", model,
+            "--model-dir", str(model_dir)]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("serving")
+    env = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "3"}
+    with run_server(serving_command("test_serving:SumModel", tmp), tmp, env) as running:
+        yield running
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+def test_ping_answers_200_only_once_the_model_is_loaded(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    env = {GATE_ENV: str(gate)}
+    command = serving_command("test_serving:SumModel", tmp_path)
+    with run_server(command, tmp_path, env, ready=False) as server:
+        assert server.get("/ping").status_code == 503
+        assert server.get("/v2/health/ready").status_code == 503
+        assert server.get("/v2/models/sum/ready").json() == {"name": "sum", "ready": False}
+        response = server.post("/invocations", "1,2", **{"Content-Type": "text/csv"})
+        assert response.status_code == 503
+        assert "not ready" in response.text
+        assert server.get("/v2/health/live").status_code == 200
+
+        gate.touch()
+        wait_for(lambda: server.get("/ping").status_code == 200, 30, "/ping to turn 200")
+        assert server.get("/v2/health/ready").json() == {"ready": True}
+        assert server.post("/invocations", "1,2", **{"Content-Type": "text/csv"}).ok
+
+
+def test_a_model_that_fails_to_load_is_never_ready_and_says_why(tmp_path: Path) -> None:
+    command = serving_command("test_serving:BrokenModel", tmp_path)
+    with run_server(command, tmp_path, ready=False) as server:
+        wait_for(lambda: "no model file" in server.get("/ping").text, 30, "the load error on /ping")
+        assert server.get("/ping").status_code == 503
+
+
+def test_invocations_honours_content_type_and_accept(server: Server) -> None:
+    csv = {"Content-Type": "text/csv"}
+    response = server.post("/invocations", "1,2,3\n4,5,6", **csv)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["sums"] == [6.0, 15.0]
+
+    response = server.post("/invocations", "1,2", **csv, Accept="text/csv")
+    assert (response.headers["Content-Type"], response.text) == ("text/csv", "3.0")
+    # q-values and wildcards pick among what the model offers.
+    response = server.post(
+        "/invocations", "1,2", **csv, Accept="application/json;q=0.5, text/*;q=0.9"
+    )
+    assert response.headers["Content-Type"] == "text/csv"
+    assert server.post("/invocations", "1", **csv, Accept="*/*").json()["sums"] == [1.0]
+
+    body = json.dumps({"instances": [[1, 1], [2, 2]]})
+    response = server.post(
+        "/invocations", body, **{"Content-Type": "application/json; charset=utf-8"}
+    )
+    assert response.json()["sums"] == [2.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "message"),
+    [
+        ({"Content-Type": "text/csv"}, "1,x", 400, "cannot read the rows"),
+        ({"Content-Type": "text/plain"}, "1,2", 415, "'text/plain' is not supported"),
+        ({}, "1,2", 415, "no Content-Type"),
+        ({"Content-Type": "text/csv", "Accept": "image/png"}, "1,2", 406, "image/png"),
+        ({"Content-Type": "text/csv"}, "9" * (1024 * 1024 + 10), 413, "over the maximum"),
+        ({"Content-Type": "text/csv"}, "boom", 500, "internal error (RuntimeError)"),
+    ],
+    ids=["400-bad-input", "415-type", "415-no-type", "406-accept", "413-too-large", "500-bug"],
+)
+def test_bad_requests_get_their_status_and_a_message_never_a_traceback(
+    server: Server, headers: dict[str, str], body: str, status: int, message: str
+) -> None:
+    response = server.post("/invocations", body, **headers)
+    assert response.status_code == status
+    assert message in response.text
+    assert "Traceback" not in response.text
+    assert "secret internal detail" not in response.text
+
+
+def test_unknown_routes_methods_and_empty_payloads(server: Server) -> None:
+    assert server.get("/nope").status_code == 404
+    assert server.get("/invocations").status_code == 405
+    assert server.post("/ping", "").status_code == 405
+    # SageMaker's containers answer an empty payload (an empty batch file) with 204.
+    assert server.post("/invocations", "", **{"Content-Type": "text/csv"}).status_code == 204
+
+
+def test_execution_parameters_are_what_batch_transform_expects(server: Server) -> None:
+    response = server.get("/execution-parameters")
+    assert response.status_code == 200
+    assert response.json() == {
+        "MaxConcurrentTransforms": 3,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 1,
+    }
+
+
+def test_open_inference_protocol_routes(server: Server) -> None:
+    assert server.get("/v2").json()["name"] == "kubemaker"
+    assert server.get("/v2/models/sum").json()["name"] == "sum"
+    assert server.get("/v2/models/sum/versions/1/ready").json() == {"name": "sum", "ready": True}
+    request = {
+        "id": "r1",
+        "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+    }
+    response = server.post(
+        "/v2/models/sum/infer", json.dumps(request), **{"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {
+        "model_name": "sum",
+        "id": "r1",
+        "outputs": [{"name": "predict", "shape": [2], "datatype": "FP32", "data": [3.0, 7.0]}],
+    }
+    missing = server.post("/v2/models/other/infer", json.dumps(request))
+    assert missing.status_code == 404
+    assert "other" in missing.json()["error"]
+    bad = dict(request, inputs=[dict(request["inputs"][0], shape=[3, 2])])
+    response = server.post("/v2/models/sum/infer", json.dumps(bad))
+    assert response.status_code == 400
+    assert "needs 6" in response.json()["error"]
+    response = server.post("/v2/models/sum/infer", "{not json")
+    assert response.status_code == 400
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_invocations_errors_and_latency(server: Server) -> None:
+    before = server.get("/metrics").text
+    csv = {"Content-Type": "text/csv"}
+    for _ in range(3):
+        assert server.post("/invocations", "1,2", **csv).ok
+    assert server.post("/invocations", "1,x", **csv).status_code == 400
+    after = server.get("/metrics").text
+
+    def delta(name: str, **labels: str) -> float:
+        return _metric(after, name, **labels) - _metric(before, name, **labels)
+
+    assert delta("kubemaker_invocations_total", model="sum") == 4
+    assert delta("kubemaker_invocation_errors_total", code="400") == 1
+    assert delta("kubemaker_model_latency_seconds_count", model="sum") == 3
+    assert delta("kubemaker_overhead_latency_seconds_count", model="sum") == 3
+
+
+def test_worker_count_is_honoured_and_metrics_add_up_across_workers(tmp_path: Path) -> None:
+    command = serving_command("test_serving:SumModel", tmp_path)
+    env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    with run_server(command, tmp_path, env) as server:
+        # Requests that hold a worker busy push new connections to the other one.
+        def call(_: int) -> int:
+            response = server.post("/invocations", "sleep 0.2", **{"Content-Type": "text/csv"})
+            return int(response.json()["pid"])
+
+        with ThreadPoolExecutor(8) as pool:
+            pids = set(pool.map(call, range(16)))
+        assert len(pids) == 2
+        assert server.process.pid not in pids
+        assert server.get("/execution-parameters").json()["MaxConcurrentTransforms"] == 2
+        # Every worker's samples, whichever worker answers /metrics.
+        for _ in range(4):
+            text = server.get("/metrics").text
+            assert _metric(text, "kubemaker_invocations_total", model="sum") == 16
+
+
+def test_the_app_is_also_an_asgi_application(tmp_path: Path) -> None:
+    """The same app object under any ASGI server (here driven directly, in process)."""
+    # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT=text/csv: the answer to a request without Accept.
+    settings = ServerSettings(max_payload_bytes=64, default_accept="text/csv")
+    app = create_app(SumModel(tmp_path), settings)
+
+    async def call(method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]):  # type: ignore[no-untyped-def]
+        chunks = [body[:3], body[3:]]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            chunk = chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "headers": headers}
+        await app(scope, receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+
+    async def scenario() -> None:
+        lifespan = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+        replies: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return lifespan.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            replies.append(message)
+
+        await app({"type": "lifespan"}, receive, send)
+        assert [r["type"] for r in replies] == [
+            "lifespan.startup.complete",
+            "lifespan.shutdown.complete",
+        ]
+
+    async def requests_() -> None:
+        csv = [(b"content-type", b"text/csv"), (b"accept", b"text/csv")]
+        status, headers, body = await call("POST", "/invocations", b"1,2,3\n4,5,6", csv)
+        assert (status, headers[b"content-type"], body) == (200, b"text/csv", b"6.0,15.0")
+        # Chunked (no Content-Length) and over the limit: counted while reading.
+        status, _, body = await call("POST", "/invocations", b"1," * 40 + b"1", csv)
+        assert status == 413
+        status, _, _ = await call("GET", "/ping", b"", [])
+        assert status == 200
+        status, headers, body = await call("POST", "/invocations", b"1,2", csv[:1])
+        assert (status, headers[b"content-type"], body) == (200, b"text/csv", b"3.0")
+
+    asyncio.run(scenario())
+    # Startup began loading in a thread; the model is ready once that thread is done.
+    deadline = time.monotonic() + 10
+    while not app.model.ready and time.monotonic() < deadline:
+        time.sleep(0.01)
+    asyncio.run(requests_())
+
+
+def test_available_cpus_honours_a_cgroup_quota(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert available_cpus(tmp_path) == min(2, len(os.sched_getaffinity(0)))
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(tmp_path) == len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    assert available_cpus(tmp_path) == 1
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    command = serving_command("test_serving:SumModel", tmp_path)
+    with run_server(command, tmp_path) as server:
+        csv = {"Content-Type": "text/csv"}
+        first_pid = server.post("/invocations", "1", **csv).json()["pid"]
+        with contextlib.suppress(requests.ConnectionError):
+            server.post("/invocations", "die", **csv)
+
+        def replaced() -> bool:
+            response = server.post("/invocations", "1", **csv)
+            return response.ok and response.json()["pid"] != first_pid
+
+        wait_for(replaced, 30, "a new worker to answer", server.process)
+        assert server.process.poll() is None
+
+
+def test_sigterm_to_the_main_process_stops_every_worker(tmp_path: Path) -> None:
+    # What Kubernetes does to a pod's container: SIGTERM to its main process only.
+    command = serving_command("test_serving:SumModel", tmp_path)
+    with run_server(command, tmp_path, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}) as server:
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        # The two workers (and multiprocessing's resource tracker).
+        processes = [int(pid) for pid in children.read_text().split()]
+        assert len(processes) >= 2
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=20) == 0
+        deadline = time.monotonic() + 10
+        while any(_state(pid) not in ("gone", "Z") for pid in processes):
+            assert time.monotonic() < deadline, [(pid, _state(pid)) for pid in processes]
+            time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
