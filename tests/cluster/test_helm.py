@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+
 from kubemaker.config import OperatorConfig
 
 if TYPE_CHECKING:

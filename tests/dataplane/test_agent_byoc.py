@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from kubemaker_runtime.agent import Agent
 from kubemaker_runtime.contract import Paths
 from kubemaker_runtime.protocol import AgentConfig, AgentReport, ChannelConfig, StorageConfig

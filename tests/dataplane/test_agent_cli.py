@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from kubemaker_runtime import contract
 from kubemaker_runtime.agent.configfiles import build_config_files
 from kubemaker_runtime.contract import Paths

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kubemaker_runtime import contract
 from kubemaker_runtime.agent import Agent, AgentError
 from kubemaker_runtime.agent.report import write_report

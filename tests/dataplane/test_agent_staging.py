@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kubemaker_runtime.agent import Agent, AgentError
 from kubemaker_runtime.contract import Paths
 from kubemaker_runtime.protocol import AgentConfig, ChannelConfig, StorageConfig

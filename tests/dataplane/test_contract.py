@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kubemaker_runtime import contract
 from kubemaker_runtime.agent.configfiles import build_config_files, write_config_files
 from kubemaker_runtime.contract import Paths

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kubemaker_runtime.protocol import StorageConfig
 from kubemaker_runtime.storage import (
     AccessDeniedError,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from pydantic import BaseModel, ValidationError
+
 from kubemaker.api import (
     KINDS,
     BatchTransformSpec,
@@ -18,7 +20,6 @@ from kubemaker.api import (
     TuningJobSpec,
 )
 from kubemaker.api.common import PodOverrides
-from pydantic import BaseModel, ValidationError
 
 MINIMAL_TRAINING = {
     "algorithmSpecification": {"trainingImage": "example.com/algo:1"},

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
-from kubemaker.api import BatchTransform, Endpoint, TrainingJob, TuningJob
 from pydantic import BaseModel
+
+from kubemaker.api import BatchTransform, Endpoint, TrainingJob, TuningJob
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS: dict[str, type[BaseModel]] = {

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kubemaker.api import BatchTransform, Endpoint, TrainingJob, TuningJob
 from pydantic import ValidationError
+
+from kubemaker.api import BatchTransform, Endpoint, TrainingJob, TuningJob
 
 Manifest = dict[str, Any]
 

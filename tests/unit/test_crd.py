@@ -9,10 +9,11 @@ from typing import Any, Literal
 
 import pytest
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
 from kubemaker import crd
 from kubemaker.api import BATCH_TRANSFORM, ENDPOINT, KINDS, TRAINING_JOB, TUNING_JOB
 from kubemaker.api.common import ResourceInfo
-from pydantic import BaseModel, ConfigDict, Field
 
 REPO = Path(__file__).resolve().parents[2]
 
