@@ -27,8 +27,16 @@ venv: $(VENV)/.installed  ## create .venv with the project and its test tools
 demo: venv  ## train the bank-marketing XGBoost model locally, serve it, predict once
 	examples/xgboost-bank/demo.sh
 
+.PHONY: mxnet-env
+mxnet-env:  ## build (or reuse) the separate MXNet 1.9.1 environment
+	scripts/mxnet-env.sh >/dev/null
+
+.PHONY: datasets
+datasets:  ## fetch and verify the offline datasets of the MXNet labs
+	$(PYTHON) scripts/datasets.py
+
 .PHONY: test
-test: venv cluster-binaries  ## run the whole test suite (builds what it needs first)
+test: venv cluster-binaries mxnet-env datasets  ## run the whole test suite (builds what it needs first)
 	$(VENV_BIN)/python -m pytest
 
 .PHONY: lint

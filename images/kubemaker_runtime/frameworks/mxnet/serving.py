@@ -1,0 +1,285 @@
+"""``serve``: the MXNet model server, with SageMaker's MXNet handler functions.
+
+The user's module (``SAGEMAKER_PROGRAM``, found in ``<model_dir>/code/`` where training
+put it, else in ``SAGEMAKER_SUBMIT_DIRECTORY``) may define any of:
+
+- ``model_fn(model_dir)``: load the model (default: the exported Gluon network,
+  ``model-symbol.json`` + ``model-0000.params``, as a ``SymbolBlock``);
+- ``transform_fn(model, data, input_content_type, accept)``: the whole request,
+  returning the body or ``(body, content_type)``; or else, one step each:
+- ``input_fn(data, content_type)`` (default: JSON, CSV or NPY to an NDArray),
+  ``predict_fn(data, model)`` (default: ``model(data)``) and
+  ``output_fn(prediction, accept)`` (default: JSON, CSV or NPY from the NDArray).
+
+Without a module the defaults serve any exported Gluon network. The HTTP side (routes,
+negotiation, limits, metrics, Open Inference Protocol) is the shared model server's.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from kubemaker_runtime import contract
+from kubemaker_runtime.frameworks.mxnet import code as user_code
+from kubemaker_runtime.frameworks.mxnet.environment import count_gpus
+from kubemaker_runtime.serving.errors import InvalidInput, UnsupportedMediaType
+from kubemaker_runtime.serving.model import Model
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+CSV = "text/csv"
+NPY = "application/x-npy"
+DEFAULT_TYPES = (JSON, CSV, NPY)
+# What a user's input_fn / transform_fn may be sent; the defaults decode the first three.
+USER_REQUEST_TYPES = (
+    *DEFAULT_TYPES,
+    "application/jsonlines",
+    "application/octet-stream",
+    "text/plain",
+    "image/jpeg",
+    "image/png",
+)
+
+
+def _load_module(program: str, code_dir: Path) -> ModuleType:
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))
+    name = program.removesuffix(".py")
+    return importlib.import_module(name)
+
+
+HANDLERS = ("model_fn", "transform_fn", "input_fn", "predict_fn", "output_fn")
+
+
+def defines_handlers(source: str) -> bool:
+    """Whether a module defines any of SageMaker's handler functions at top level."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(node, ast.FunctionDef) and node.name in HANDLERS for node in tree.body)
+
+
+def find_user_module(model_dir: Path, environ: Mapping[str, str]) -> ModuleType | None:
+    """The module holding the handler functions, if the model has one."""
+    program = environ.get(contract.SERVING_PROGRAM_ENV)
+    code_dir = model_dir / user_code.MODEL_CODE_DIR
+    if not program and code_dir.is_dir():
+        # A model trained by kubemaker carries its code; one script is unambiguous. It is
+        # imported only when it defines a handler: a plain script would train again.
+        scripts = sorted(code_dir.glob("*.py"))
+        if len(scripts) == 1 and defines_handlers(scripts[0].read_text(errors="replace")):
+            program = scripts[0].name
+    if not program:
+        return None
+    if not (code_dir / program).is_file():
+        submit = environ.get(contract.SERVING_SUBMIT_DIRECTORY_ENV)
+        if not submit:
+            raise user_code.UserCodeError(
+                f"{contract.SERVING_PROGRAM_ENV}={program} is not in {code_dir} and "
+                f"{contract.SERVING_SUBMIT_DIRECTORY_ENV} is not set"
+            )
+        code_dir = user_code.stage_code(submit, Path(tempfile.mkdtemp(prefix="mxnet-code-")))
+        if not (code_dir / program).is_file():
+            raise user_code.UserCodeError(f"{program} is not in {submit}")
+    return _load_module(program, code_dir)
+
+
+# --- defaults ----------------------------------------------------------------------------
+
+
+def context() -> Any:
+    import mxnet as mx
+
+    return mx.gpu(0) if count_gpus(os.environ) > 0 else mx.cpu()
+
+
+def default_model_fn(model_dir: str | Path) -> Any:
+    """An exported Gluon network: ``<prefix>-symbol.json`` and its latest ``.params``."""
+    import mxnet as mx
+
+    model_dir = Path(model_dir)
+    symbols = sorted(model_dir.glob("*-symbol.json"))
+    if not symbols:
+        raise FileNotFoundError(
+            f"no *-symbol.json in {model_dir}: export the network (net.hybridize(); "
+            "net.export(...)) or define model_fn in your script"
+        )
+    symbol_file = symbols[0]
+    prefix = symbol_file.name.removesuffix("-symbol.json")
+    params = sorted(model_dir.glob(f"{prefix}-*.params"))
+    if not params:
+        raise FileNotFoundError(f"no {prefix}-NNNN.params beside {symbol_file.name}")
+    symbol = mx.sym.load(str(symbol_file))
+    saved = mx.nd.load(str(params[-1]))
+    names = {key.split(":", 1)[-1] for key in saved}
+    inputs = [name for name in symbol.list_inputs() if name not in names]
+    logger.info("loading %s (inputs %s) from %s", symbol_file.name, inputs, params[-1].name)
+    return mx.gluon.SymbolBlock.imports(str(symbol_file), inputs, str(params[-1]), ctx=context())
+
+
+def default_input_fn(data: bytes, content_type: str) -> Any:
+    """JSON (a nested list, or ``{"instances": ...}``), CSV rows or NPY, to an NDArray."""
+    import mxnet as mx
+
+    try:
+        if content_type == JSON:
+            value = json.loads(data)
+            if isinstance(value, dict):
+                value = value.get("instances", value.get("inputs"))
+            array = np.asarray(value, dtype=np.float32)
+        elif content_type == CSV:
+            text = data.decode("utf-8")
+            rows = [line for line in text.splitlines() if line.strip()]
+            array = np.asarray(
+                [[float(cell) for cell in row.split(",")] for row in rows], dtype=np.float32
+            )
+        elif content_type == NPY:
+            array = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
+        else:
+            raise UnsupportedMediaType(
+                f"the default input_fn reads {', '.join(DEFAULT_TYPES)}, not {content_type}; "
+                "define input_fn in your script for other types"
+            )
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read the {content_type} body as numbers: {exc}") from None
+    if array.ndim == 0 or array.dtype == object:
+        raise InvalidInput("expected a list of rows of numbers")
+    return mx.nd.array(array, ctx=context())
+
+
+def default_predict_fn(data: Any, model: Any) -> Any:
+    import mxnet as mx
+
+    try:
+        output = model(data)
+        output.wait_to_read()  # shape errors surface here, not at the first asnumpy()
+    except mx.base.MXNetError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "MXNetError"
+        raise InvalidInput(
+            f"the network rejected an input of shape {tuple(data.shape)}: {first[:300]}"
+        ) from None
+    return output
+
+
+def default_output_fn(prediction: Any, accept: str) -> bytes:
+    array = prediction.asnumpy() if hasattr(prediction, "asnumpy") else np.asarray(prediction)
+    if accept == JSON:
+        return json.dumps(array.tolist()).encode()
+    if accept == CSV:
+        rows = array.reshape(len(array), -1) if array.ndim > 1 else array.reshape(-1, 1)
+        return ("\n".join(",".join(repr(float(v)) for v in row) for row in rows) + "\n").encode()
+    if accept == NPY:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        return buffer.getvalue()
+    raise UnsupportedMediaType(f"the default output_fn writes {', '.join(DEFAULT_TYPES)}")
+
+
+def _as_bytes(result: Any) -> bytes:
+    # SageMaker's MXNet handlers may return the body or (body, content_type).
+    if isinstance(result, tuple):
+        result = result[0]
+    if isinstance(result, str):
+        return result.encode()
+    if isinstance(result, bytes | bytearray | memoryview):
+        return bytes(result)
+    return json.dumps(result).encode()
+
+
+class _Deferred:
+    """A transform_fn request: it runs once the response type is known (in encode)."""
+
+    __slots__ = ("body", "content_type")
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        self.body = body
+        self.content_type = content_type
+
+
+class MXNetModel(Model):
+    """The model server's Model for MXNet, driven by the user's handler functions."""
+
+    platform = "mxnet"
+    request_types: Sequence[str] = DEFAULT_TYPES
+    response_types: Sequence[str] = DEFAULT_TYPES
+
+    def __init__(self, model_dir: str | Path, *, name: str | None = None) -> None:
+        super().__init__(model_dir, name=name)
+        self.module: ModuleType | None = None
+        self.model: Any = None
+        self._transform_fn: Callable[..., Any] | None = None
+        self._input_fn: Callable[[bytes, str], Any] = default_input_fn
+        self._predict_fn: Callable[[Any, Any], Any] = default_predict_fn
+        self._output_fn: Callable[[Any, str], Any] = default_output_fn
+        # Bind before load(): the app reads the types when it is built.
+        self.module = find_user_module(self.model_dir, os.environ)
+        hooks = vars(self.module) if self.module else {}
+        if callable(hooks.get("transform_fn")) or callable(hooks.get("input_fn")):
+            self.request_types = USER_REQUEST_TYPES
+        if callable(hooks.get("transform_fn")) or callable(hooks.get("output_fn")):
+            self.response_types = (JSON, CSV, NPY, "text/plain", "application/octet-stream")
+
+    def _hook(self, name: str) -> Callable[..., Any] | None:
+        found = getattr(self.module, name, None) if self.module else None
+        return found if callable(found) else None
+
+    def load(self) -> None:
+        model_fn = self._hook("model_fn") or default_model_fn
+        self.model = model_fn(str(self.model_dir))
+        self._transform_fn = self._hook("transform_fn")
+        self._input_fn = self._hook("input_fn") or default_input_fn
+        self._predict_fn = self._hook("predict_fn") or default_predict_fn
+        self._output_fn = self._hook("output_fn") or default_output_fn
+        self.ready = True
+
+    def decode(self, body: bytes, content_type: str) -> Any:
+        if self._transform_fn is not None:
+            return _Deferred(body, content_type)
+        return self._input_fn(body, content_type)
+
+    def predict(self, inputs: Any) -> Any:
+        if isinstance(inputs, _Deferred):
+            return inputs
+        return self._predict_fn(inputs, self.model)
+
+    def encode(self, outputs: Any, accept: str) -> bytes:
+        if isinstance(outputs, _Deferred):
+            assert self._transform_fn is not None
+            return _as_bytes(
+                self._transform_fn(self.model, outputs.body, outputs.content_type, accept)
+            )
+        return _as_bytes(self._output_fn(outputs, accept))
+
+    def infer_v2(self, inputs: Any) -> dict[str, np.ndarray]:
+        """Open Inference Protocol: the tensor goes to predict_fn, the output comes back."""
+        import mxnet as mx
+
+        if len(inputs) != 1:
+            raise InvalidInput("this MXNet model takes exactly one input tensor")
+        (array,) = inputs.values()
+        data = mx.nd.array(np.asarray(array, dtype=np.float32), ctx=context())
+        result = self._predict_fn(data, self.model)
+        return {"predict": result.asnumpy() if hasattr(result, "asnumpy") else np.asarray(result)}
+
+
+def main() -> int:
+    from kubemaker_runtime.serving import serve
+
+    model_dir = os.environ.get("SM_MODEL_DIR") or str(contract.Paths.from_env().model_dir)
+    serve(f"{__name__}:MXNetModel", model_dir)
+    return 0

@@ -1,0 +1,295 @@
+"""The MXNet framework's pure parts: GPU counting, interface detection, kvstore roles,
+failure messages, code staging, the datasets' checks. No MXNet needed: these run in
+the project's main environment."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import struct
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from kubemaker_runtime import frameworks
+from kubemaker_runtime.frameworks.mxnet import code, distributed, legacy, training
+from kubemaker_runtime.frameworks.mxnet.environment import count_gpus
+
+pytestmark = pytest.mark.mxnet
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_datasets_module():
+    spec = importlib.util.spec_from_file_location(
+        "kubemaker_datasets", REPO / "scripts/datasets.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- GPUs -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dev_with_two_gpus(tmp_path: Path) -> Path:
+    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "null"):
+        (tmp_path / name).touch()
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, 2),  # the device nodes the runtime mounted
+        ({"NVIDIA_VISIBLE_DEVICES": "all"}, 2),
+        ({"NVIDIA_VISIBLE_DEVICES": "GPU-1a2b,GPU-3c4d,GPU-5e6f"}, 3),
+        ({"NVIDIA_VISIBLE_DEVICES": "void"}, 0),
+        ({"NVIDIA_VISIBLE_DEVICES": "none"}, 0),
+        ({"CUDA_VISIBLE_DEVICES": "1"}, 1),
+        ({"CUDA_VISIBLE_DEVICES": "0,1", "NVIDIA_VISIBLE_DEVICES": "none"}, 2),
+        ({"CUDA_VISIBLE_DEVICES": ""}, 0),
+        ({"CUDA_VISIBLE_DEVICES": "-1"}, 0),
+        ({"CUDA_VISIBLE_DEVICES": "0,-1,1"}, 1),  # CUDA stops at the first invalid id
+    ],
+)
+def test_count_gpus(environ: dict[str, str], expected: int, dev_with_two_gpus: Path) -> None:
+    assert count_gpus(environ, dev_with_two_gpus) == expected
+
+
+def test_count_gpus_without_devices(tmp_path: Path) -> None:
+    assert count_gpus({}, tmp_path) == 0
+    assert count_gpus({}, tmp_path / "missing") == 0
+
+
+# --- which interface a script speaks ------------------------------------------------------
+
+LEGACY = "def train(channel_input_dirs, hyperparameters, hosts, num_gpus, **kwargs):\n    pass\n"
+SCRIPT = "import argparse\nprint('hi')\n"
+BOTH = LEGACY + "\nif __name__ == '__main__':\n    train({}, {}, [], 0)\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (LEGACY, "train-function"),
+        (SCRIPT, "script"),
+        (BOTH, "script"),  # SageMaker's MXNet >= 1.3 runs such a file as a script
+        ("def train(:\n", "script"),  # Python's own SyntaxError is the best report
+        ("class Trainer:\n    def train(self):\n        pass\n", "script"),
+    ],
+)
+def test_detect_interface(source: str, expected: str) -> None:
+    assert code.detect_interface(source) == expected
+
+
+def test_select_kwargs_passes_what_the_signature_names() -> None:
+    available = {"hyperparameters": {"a": 1}, "hosts": ["algo-1"], "num_gpus": 0, "model_dir": "/m"}
+
+    def narrow(hyperparameters, num_gpus):  # type: ignore[no-untyped-def]
+        pass
+
+    def wide(hyperparameters, **kwargs):  # type: ignore[no-untyped-def]
+        pass
+
+    assert legacy.select_kwargs(narrow, available) == {"hyperparameters": {"a": 1}, "num_gpus": 0}
+    assert legacy.select_kwargs(wide, available) == available
+
+
+# --- the parameter-server kvstore ---------------------------------------------------------
+
+
+def test_ps_env_for_each_role() -> None:
+    layout = distributed.PsLayout(
+        hosts=("algo-1", "algo-2"),
+        current_host="algo-2",
+        scheduler_address="10.0.0.1",
+        node_address="10.0.0.2",
+        port=8000,
+    )
+    assert not layout.runs_scheduler
+    env = distributed.build_ps_env(layout, "worker")
+    assert env == {
+        "DMLC_ROLE": "worker",
+        "DMLC_PS_ROOT_URI": "10.0.0.1",
+        "DMLC_PS_ROOT_PORT": "8000",
+        "DMLC_NUM_SERVER": "2",
+        "DMLC_NUM_WORKER": "2",
+        "DMLC_NODE_HOST": "10.0.0.2",
+    }
+    assert distributed.build_ps_env(layout, "server")["DMLC_ROLE"] == "server"
+    with pytest.raises(ValueError, match="role"):
+        distributed.build_ps_env(layout, "chief")
+
+
+def test_plan_uses_known_addresses_before_dns() -> None:
+    environ = {
+        "KUBEMAKER_HOST_ADDRESSES": json.dumps({"algo-1": "127.0.0.1", "algo-2": "127.0.0.2"}),
+        "DMLC_PS_ROOT_PORT": "9123",
+    }
+    layout = distributed.plan(["algo-1", "algo-2"], "algo-2", environ)
+    assert (layout.scheduler_address, layout.node_address, layout.port) == (
+        "127.0.0.1",
+        "127.0.0.2",
+        9123,
+    )
+    assert distributed.plan(["localhost"], "localhost", {}).port == distributed.DEFAULT_ROOT_PORT
+
+
+def test_resolve_gives_up_after_its_deadline() -> None:
+    calls = []
+
+    def failing(host: str) -> str:
+        calls.append(host)
+        raise OSError("Name or service not known")
+
+    with pytest.raises(distributed.ParameterServerError, match="cannot resolve host 'nowhere'"):
+        distributed.resolve("nowhere", timeout=0.0, lookup=failing)
+    assert calls == ["nowhere"]
+
+
+def test_clean_env_drops_stale_roles() -> None:
+    env = {"DMLC_ROLE": "server", "DMLC_PS_ROOT_PORT": "9000", "PATH": "/bin"}
+    assert distributed.clean_env(env) == {"DMLC_PS_ROOT_PORT": "9000", "PATH": "/bin"}
+
+
+# --- failure messages ---------------------------------------------------------------------
+
+
+def test_error_message_is_the_last_exception() -> None:
+    stderr = [
+        "some warning\n",
+        "Traceback (most recent call last):\n",
+        '  File "train.py", line 3, in <module>\n',
+        "    raise ValueError('first')\n",
+        "ValueError: first\n",
+        "\n",
+        "During handling of the above exception, another exception occurred:\n",
+        "\n",
+        "Traceback (most recent call last):\n",
+        '  File "train.py", line 5, in <module>\n',
+        "RuntimeError: learning rate must be positive\n",
+    ]
+    assert training.error_message(stderr) == "RuntimeError: learning rate must be positive"
+    assert training.error_message(["a\n", "b\n", "killed\n"]) == "a b killed"
+    assert training.error_message([]) == "(no output on stderr)"
+
+
+def test_failure_text_reads_like_sagemakers() -> None:
+    text = training.failure_text(1, "ValueError: bad", "python train.py --epochs 1")
+    assert text.splitlines() == [
+        "AlgorithmError: ExecuteUserScriptError:",
+        "ExitCode 1",
+        'ErrorMessage "ValueError: bad"',
+        'Command "python train.py --epochs 1"',
+    ]
+
+
+# --- code staging ------------------------------------------------------------------------
+
+
+def _tarball(path: Path, files: dict[str, str]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_stage_code_from_a_directory_a_tarball_and_the_image(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "pkg").mkdir(parents=True)
+    (source / "train.py").write_text("print(1)\n")
+    (source / "pkg" / "util.py").write_text("X = 1\n")
+    dest = code.stage_code(f"file://{source}", tmp_path / "code1")
+    assert (dest / "train.py").is_file() and (dest / "pkg" / "util.py").is_file()
+
+    tarball = _tarball(tmp_path / "sourcedir.tar.gz", {"train.py": "print(2)\n"})
+    dest = code.stage_code(str(tarball), tmp_path / "code2")
+    assert (dest / "train.py").read_text() == "print(2)\n"
+
+    # No sourceDir: the code is in the image already.
+    assert code.stage_code(None, dest) == dest
+    with pytest.raises(code.UserCodeError, match="no sourceDir"):
+        code.stage_code(None, tmp_path / "nothing")
+    with pytest.raises(code.UserCodeError, match="does not exist"):
+        code.stage_code(f"file://{tmp_path}/missing", tmp_path / "code3")
+
+
+def test_entry_point_must_be_inside_the_source_dir(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("")
+    assert code.entry_point_path(tmp_path, "train.py") == (tmp_path / "train.py").resolve()
+    with pytest.raises(code.UserCodeError, match="not found"):
+        code.entry_point_path(tmp_path, "missing.py")
+    with pytest.raises(code.UserCodeError, match="outside"):
+        code.entry_point_path(tmp_path, "../etc/passwd")
+    with pytest.raises(code.UserCodeError, match="entryPoint"):
+        code.entry_point_path(tmp_path, None)
+
+
+def test_code_travels_with_a_non_empty_model(tmp_path: Path) -> None:
+    code_dir, model_dir = tmp_path / "code", tmp_path / "model"
+    (code_dir / "__pycache__").mkdir(parents=True)
+    (code_dir / "train.py").write_text("")
+    (code_dir / "__pycache__" / "train.cpython-311.pyc").write_text("")
+    model_dir.mkdir()
+    code.copy_code_into_model(code_dir, model_dir)
+    assert not (model_dir / "code").exists()  # nothing to serve: nothing added
+    (model_dir / "model-symbol.json").write_text("{}")
+    code.copy_code_into_model(code_dir, model_dir)
+    assert sorted(p.name for p in (model_dir / "code").iterdir()) == ["train.py"]
+
+
+# --- where the MXNet environment is ------------------------------------------------------
+
+
+def test_a_missing_framework_environment_names_its_build_command(tmp_path: Path) -> None:
+    mxnet = frameworks.get("mxnet")
+    with pytest.raises(frameworks.FrameworkUnavailable, match=r"scripts/mxnet-env\.sh"):
+        mxnet.interpreter({"KUBEMAKER_CACHE": str(tmp_path)})
+    python = tmp_path / "venv-mxnet" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.touch()
+    assert mxnet.command("train", {"KUBEMAKER_CACHE": str(tmp_path)}) == [
+        str(python),
+        "-m",
+        "kubemaker_runtime.frameworks.mxnet",
+        "train",
+    ]
+    with pytest.raises(frameworks.FrameworkUnavailable, match="unknown framework"):
+        frameworks.get("caffe")
+
+
+# --- the datasets' checks -----------------------------------------------------------------
+
+
+def test_idx_checks_catch_a_wrong_file() -> None:
+    datasets = _load_datasets_module()
+    spec = datasets.IdxFile("t-labels-idx1-ubyte", "test", 3, "0" * 64, (7, 2))
+    good_header = struct.pack(">II", 2049, 3)
+    with pytest.raises(datasets.DatasetError, match="bytes, expected 11"):
+        datasets.check_idx(spec, good_header + bytes([7, 2]))
+    with pytest.raises(datasets.DatasetError, match="first labels"):
+        datasets.check_idx(spec, good_header + bytes([1, 2, 3]))
+    with pytest.raises(datasets.DatasetError, match="header"):
+        datasets.check_idx(spec, struct.pack(">II", 2051, 3) + bytes([7, 2, 1]))
+    with pytest.raises(datasets.DatasetError, match="sha256"):
+        datasets.check_idx(spec, good_header + bytes([7, 2, 1]))
+
+
+def test_serving_imports_a_bundled_script_only_for_its_handlers() -> None:
+    from kubemaker_runtime.frameworks.mxnet import serving
+
+    assert serving.defines_handlers("def model_fn(model_dir):\n    pass\n")
+    assert serving.defines_handlers("import json\ndef transform_fn(m, d, c, a):\n    pass\n")
+    # A plain script (it would train again on import) or a broken one: not imported.
+    assert not serving.defines_handlers("import mxnet\ntrain_everything()\n")
+    assert not serving.defines_handlers("def model_fn(:\n")
