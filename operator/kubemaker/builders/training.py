@@ -1,0 +1,613 @@
+"""A TrainingJob's children: the Indexed Job of one attempt and the headless Service.
+
+Pod shape (see docs/trainingjob.md): the data-plane agent runs as a native sidecar
+(an init container with ``restartPolicy: Always``) whose startup probe passes once the
+config files are written and input is staged, which gates the ``algorithm`` container,
+started with ``train``. Both share one emptyDir, mounted by subPath at /opt/ml/input,
+/opt/ml/model, /opt/ml/output and /opt/ml/checkpoints. When the algorithm ends the
+kubelet stops the agent, which uploads the model and writes its AgentReport to its
+termination message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from kubemaker.api.common import API_VERSION
+from kubemaker.api.training import TrainingJobSpec
+from kubemaker.builders import naming
+from kubemaker.builders.errors import SpecError
+from kubemaker.config import GPU_RESOURCE, OperatorConfig
+from kubemaker_runtime import contract
+from kubemaker_runtime.protocol import (
+    AGENT_CONFIG_ENV,
+    AgentConfig,
+    ChannelConfig,
+    CheckpointConfig,
+    StorageConfig,
+)
+
+JSON = dict[str, Any]
+
+AGENT_CONTAINER = "agent"
+ALGORITHM_CONTAINER = "algorithm"
+WORK_VOLUME = "opt-ml"
+HOST_INDEX_ENV = "KUBEMAKER_HOST_INDEX"
+# What SageMaker gives an algorithm between SIGTERM and SIGKILL, plus time for the agent
+# to upload the model once the algorithm has exited.
+ALGORITHM_STOP_SECONDS = 120
+UPLOAD_SECONDS = 60
+TERMINATION_GRACE_SECONDS = ALGORITHM_STOP_SECONDS + UPLOAD_SECONDS
+# Slack on top of maxRuntimeInSeconds before the Job's own activeDeadlineSeconds fires:
+# the operator stops the job gracefully at the deadline; the Job deadline is a backstop
+# for when the operator is down.
+DEADLINE_BACKSTOP_SECONDS = TERMINATION_GRACE_SECONDS + 60
+AGENT_RESOURCES: JSON = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+# The agent's startup probe may take as long as staging input takes: up to a day.
+PROBE_PERIOD_SECONDS = 2
+PROBE_FAILURE_THRESHOLD = 43200
+OPT_ML = contract.Paths()
+# subPath of the shared volume -> where both containers see it.
+WORK_MOUNTS = {
+    "input": str(OPT_ML.input_dir),
+    "model": str(OPT_ML.model_dir),
+    "output": str(OPT_ML.output_dir),
+    "checkpoints": str(OPT_ML.checkpoints_dir),
+}
+AWS_CREDENTIAL_KEYS = (
+    ("AWS_ACCESS_KEY_ID", False),
+    ("AWS_SECRET_ACCESS_KEY", False),
+    ("AWS_SESSION_TOKEN", True),  # optional: only temporary credentials have one
+)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The TrainingJob that owns the children (for names and ownerReferences)."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> JSON:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "TrainingJob",
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+        }
+
+
+@dataclass(frozen=True)
+class Resources:
+    """One pod's compute and placement after the catalog and the overrides."""
+
+    requests: dict[str, str]
+    limits: dict[str, str]
+    gpus: int
+    cpus: int
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[JSON] = field(default_factory=list)
+
+    def to_kubernetes(self) -> JSON:
+        result: JSON = {}
+        if self.requests:
+            result["requests"] = dict(self.requests)
+        if self.limits:
+            result["limits"] = dict(self.limits)
+        return result
+
+
+# --- resolution against the operator's configuration -------------------------------------
+
+
+def resolve_image(spec: TrainingJobSpec, config: OperatorConfig) -> str:
+    """The algorithm image: trainingImage, else the catalog's image for the name."""
+    algo = spec.algorithm_specification
+    if algo.training_image:
+        return algo.training_image
+    if algo.algorithm_name:
+        image = config.images.algorithms.get(algo.algorithm_name)
+        if image is None:
+            known = ", ".join(sorted(config.images.algorithms)) or "none"
+            raise SpecError(
+                "spec.algorithmSpecification.algorithmName",
+                f"unknown built-in algorithm {algo.algorithm_name!r} (this operator has: {known})",
+            )
+        return image
+    assert algo.framework is not None  # the model guarantees one of the three
+    image = config.images.frameworks.get(algo.framework)
+    if image is None:
+        known = ", ".join(sorted(config.images.frameworks)) or "none"
+        raise SpecError(
+            "spec.algorithmSpecification.framework",
+            f"unknown framework {algo.framework!r} (this operator has: {known})",
+        )
+    return image
+
+
+def _cpu_count(quantity: str) -> int:
+    """Whole CPUs in a quantity ("4", "3500m" -> 4), at least 1: SM_NUM_CPUS."""
+    text = quantity.strip()
+    try:
+        value = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        return 1
+    return max(1, math.ceil(value))
+
+
+def resolve_resources(spec: TrainingJobSpec, config: OperatorConfig) -> Resources:
+    """Requests, limits and placement of one instance.
+
+    The catalog entry of the instance type gives CPU and memory requests, a memory
+    limit and the GPU limit; ``podOverrides.resources`` replaces any of them by
+    resource name. GPU pods get the GPU node selector and tolerations, spot jobs the
+    spot ones; the overrides' node selector wins and their tolerations are added.
+    """
+    instance = config.instance_types.get(spec.resource_config.instance_type)
+    if instance is None:
+        raise SpecError(
+            "spec.resourceConfig.instanceType",
+            f"unknown instance type {spec.resource_config.instance_type!r}; "
+            f"the operator's catalog has: {', '.join(sorted(config.instance_types))}",
+        )
+    requests: dict[str, str] = {"cpu": instance.cpu, "memory": instance.memory}
+    limits: dict[str, str] = {"memory": instance.memory}
+    if instance.gpus:
+        limits[GPU_RESOURCE] = str(instance.gpus)
+    overrides = spec.pod_overrides
+    if overrides is not None and overrides.resources is not None:
+        requests.update({k: str(v) for k, v in (overrides.resources.requests or {}).items()})
+        limits.update({k: str(v) for k, v in (overrides.resources.limits or {}).items()})
+    # Kubernetes accepts an extended resource (GPUs) only with requests == limits.
+    if GPU_RESOURCE in requests and GPU_RESOURCE not in limits:
+        limits[GPU_RESOURCE] = requests[GPU_RESOURCE]
+    requests.pop(GPU_RESOURCE, None)
+    gpus = _gpu_count(limits.get(GPU_RESOURCE))
+    if gpus == 0:
+        limits.pop(GPU_RESOURCE, None)
+
+    node_selector: dict[str, str] = dict(instance.node_selector)
+    tolerations: list[JSON] = [dict(t) for t in instance.tolerations]
+    if gpus:
+        node_selector.update(config.gpu.node_selector)
+        tolerations.extend(dict(t) for t in config.gpu.tolerations)
+    if spec.enable_managed_spot_training:
+        node_selector.update(config.spot.node_selector)
+        tolerations.extend(dict(t) for t in config.spot.tolerations)
+    if overrides is not None:
+        node_selector.update(overrides.node_selector or {})
+        tolerations.extend(t.to_kubernetes() for t in overrides.tolerations or ())
+    return Resources(
+        requests=requests,
+        limits=limits,
+        gpus=gpus,
+        cpus=_cpu_count(requests.get("cpu", limits.get("cpu", "1"))),
+        node_selector=node_selector,
+        tolerations=_unique(tolerations),
+    )
+
+
+def _gpu_count(value: str | None) -> int:
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise SpecError(
+            "spec.podOverrides.resources", f"{GPU_RESOURCE} must be a whole number, not {value!r}"
+        ) from exc
+
+
+def _unique(items: list[JSON]) -> list[JSON]:
+    seen: set[str] = set()
+    result = []
+    for item in items:
+        key = json.dumps(item, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            result.append(item)
+    return result
+
+
+# --- the agent's configuration ------------------------------------------------------------
+
+
+def output_path(spec: TrainingJobSpec, training_job: str) -> str:
+    """``<s3OutputPath>/<job name>/output``: SageMaker's layout for model.tar.gz."""
+    return f"{spec.output_data_config.s3_output_path.rstrip('/')}/{training_job}/output"
+
+
+def model_artifacts_uri(spec: TrainingJobSpec, training_job: str) -> str:
+    return f"{output_path(spec, training_job)}/model.tar.gz"
+
+
+def build_hyperparameters(spec: TrainingJobSpec, training_job: str) -> dict[str, str]:
+    """hyperparameters.json: the spec's, plus script mode's as the SageMaker SDK adds them."""
+    values = dict(spec.hyper_parameters or {})
+    algo = spec.algorithm_specification
+    if algo.framework:
+        script = {
+            "sagemaker_program": algo.entry_point,
+            "sagemaker_submit_directory": algo.source_dir,
+            "sagemaker_job_name": training_job,
+        }
+        for key, value in script.items():
+            if value is not None:
+                values.setdefault(key, value)
+    return values
+
+
+def build_channels(spec: TrainingJobSpec) -> list[ChannelConfig]:
+    default_mode = spec.algorithm_specification.training_input_mode
+    return [
+        ChannelConfig(
+            name=channel.channel_name,
+            uri=channel.source_uri,
+            distribution=channel.distribution,
+            content_type=channel.content_type,
+            compression=channel.compression_type,
+            input_mode=channel.input_mode or default_mode,
+        )
+        for channel in spec.input_data_config or ()
+    ]
+
+
+def storage_settings(spec: TrainingJobSpec, config: OperatorConfig) -> StorageConfig:
+    own = spec.storage
+    endpoint = (own.s3_endpoint_url if own else None) or config.storage.s3_endpoint_url or None
+    region = (own.region if own else None) or config.storage.region or None
+    return StorageConfig(s3_endpoint_url=endpoint, region=region)
+
+
+def build_agent_config(
+    spec: TrainingJobSpec, config: OperatorConfig, *, training_job: str, hosts: list[str]
+) -> AgentConfig:
+    checkpoint = None
+    if spec.checkpoint_config is not None:
+        # The agent syncs its own mount of the shared volume; the algorithm sees the
+        # same files at checkpointConfig.localPath.
+        checkpoint = CheckpointConfig(
+            uri=spec.checkpoint_config.s3_uri, local_path=str(OPT_ML.checkpoints_dir)
+        )
+    return AgentConfig(
+        job_name=training_job,
+        hosts=hosts,
+        instance_type=spec.resource_config.instance_type,
+        hyper_parameters=build_hyperparameters(spec, training_job),
+        channels=build_channels(spec),
+        output_path=output_path(spec, training_job),
+        checkpoint=checkpoint,
+        storage=storage_settings(spec, config),
+    )
+
+
+def credentials_secret(spec: TrainingJobSpec, config: OperatorConfig) -> str | None:
+    if spec.storage is not None and spec.storage.credentials_secret_ref is not None:
+        return spec.storage.credentials_secret_ref.name
+    return config.storage.credentials_secret or None
+
+
+def build_credentials_env(secret: str | None) -> list[JSON]:
+    """AWS credentials from the Secret as environment variables (boto3's standard chain)."""
+    if not secret:
+        return []
+    env = []
+    for key, optional in AWS_CREDENTIAL_KEYS:
+        ref: JSON = {"name": secret, "key": key}
+        if optional:
+            ref["optional"] = True
+        env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def pvc_claims(agent_config: AgentConfig) -> list[str]:
+    """PersistentVolumeClaims named by pvc:// URIs, mounted into the agent."""
+    uris = [c.uri for c in agent_config.channels] + [agent_config.output_path]
+    if agent_config.checkpoint is not None:
+        uris.append(agent_config.checkpoint.uri)
+    source_dir = agent_config.hyper_parameters.get("sagemaker_submit_directory")
+    if source_dir:
+        uris.append(source_dir)
+    claims = []
+    for uri in uris:
+        parsed = urlparse(uri)
+        if parsed.scheme == "pvc" and parsed.netloc and parsed.netloc not in claims:
+            claims.append(parsed.netloc)
+    return claims
+
+
+# --- the algorithm's environment ----------------------------------------------------------
+
+
+def build_algorithm_env(
+    spec: TrainingJobSpec,
+    *,
+    training_job: str,
+    job: str,
+    hosts: list[str],
+    resources: Resources,
+    agent_config: AgentConfig,
+) -> list[JSON]:
+    """The algorithm container's environment: SageMaker's ``SM_*`` plus the spec's own.
+
+    Values that differ per host are written with ``$(KUBEMAKER_HOST_INDEX)``, which the
+    kubelet expands from the pod's completion index (downward API), so one pod
+    template serves every instance. ``SM_TRAINING_ENV`` leaves out ``is_master`` on
+    multi-instance jobs: it cannot be expressed per pod (compare ``current_host`` with
+    ``master_hostname``). The spec's ``environment`` wins over any ``SM_*`` value.
+    """
+    resource_config = contract.build_resource_config(
+        hosts=hosts,
+        current_host=hosts[0],
+        instance_type=spec.resource_config.instance_type,
+    )
+    sm_env = contract.build_training_env(
+        OPT_ML,
+        hyperparameters=agent_config.hyper_parameters,
+        input_data_config=contract.build_input_data_config(agent_config.channels),
+        resource_config=resource_config,
+        num_cpus=resources.cpus,
+        num_gpus=resources.gpus,
+        job_name=training_job,
+    )
+    this_host = f"{job}-$({HOST_INDEX_ENV})"
+    per_host_resource_config = {**resource_config, "current_host": this_host}
+    sm_env["SM_CURRENT_HOST"] = this_host
+    sm_env["SM_RESOURCE_CONFIG"] = _compact(per_host_resource_config)
+    training_env = json.loads(sm_env["SM_TRAINING_ENV"])
+    training_env["current_host"] = this_host
+    training_env["resource_config"] = per_host_resource_config
+    if len(hosts) > 1:
+        training_env.pop("is_master", None)
+    sm_env["SM_TRAINING_ENV"] = _compact(training_env)
+
+    env: list[JSON] = [
+        {
+            "name": HOST_INDEX_ENV,
+            "valueFrom": {
+                "fieldRef": {"fieldPath": f"metadata.annotations['{naming.COMPLETION_INDEX}']"}
+            },
+        }
+    ]
+    user_env = dict(spec.environment or {})
+    for name, value in sm_env.items():
+        if name not in user_env:
+            env.append({"name": name, "value": value})
+    env.extend({"name": name, "value": value} for name, value in user_env.items())
+    return env
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# --- pod, Job, Service --------------------------------------------------------------------
+
+
+def _work_mounts(checkpoint_path: str | None = None) -> list[JSON]:
+    mounts = [
+        {"name": WORK_VOLUME, "mountPath": path, "subPath": sub}
+        for sub, path in WORK_MOUNTS.items()
+    ]
+    if checkpoint_path and checkpoint_path != WORK_MOUNTS["checkpoints"]:
+        mounts.append({"name": WORK_VOLUME, "mountPath": checkpoint_path, "subPath": "checkpoints"})
+    return mounts
+
+
+def build_pod_template(
+    spec: TrainingJobSpec,
+    config: OperatorConfig,
+    *,
+    training_job: str,
+    namespace: str,
+    attempt: int,
+) -> JSON:
+    """The pod template of one attempt's Indexed Job."""
+    job = naming.job_name(training_job, attempt)
+    hosts = naming.host_names(job, spec.resource_config.instance_count)
+    image = resolve_image(spec, config)
+    resources = resolve_resources(spec, config)
+    agent_config = build_agent_config(spec, config, training_job=training_job, hosts=hosts)
+    service = naming.service_name(training_job)
+    overrides = spec.pod_overrides
+    claims = pvc_claims(agent_config)
+
+    agent_env: list[JSON] = [
+        {
+            "name": AGENT_CONFIG_ENV,
+            "value": agent_config.model_dump_json(by_alias=True, exclude_none=True),
+        },
+        *build_credentials_env(credentials_secret(spec, config)),
+    ]
+    agent_mounts = _work_mounts() + [
+        {"name": _claim_volume(claim), "mountPath": f"{agent_config.storage.pvc_root}/{claim}"}
+        for claim in claims
+    ]
+    agent = {
+        "name": AGENT_CONTAINER,
+        "image": config.images.agent,
+        "imagePullPolicy": config.images.pull_policy,
+        "args": ["sidecar"],
+        "restartPolicy": "Always",
+        "env": agent_env,
+        "resources": AGENT_RESOURCES,
+        "startupProbe": {
+            "exec": {"command": ["kubemaker-agent", "probe"]},
+            "periodSeconds": PROBE_PERIOD_SECONDS,
+            "failureThreshold": PROBE_FAILURE_THRESHOLD,
+        },
+        "volumeMounts": agent_mounts,
+        "terminationMessagePolicy": "File",
+    }
+    checkpoint_path = spec.checkpoint_config.local_path if spec.checkpoint_config else None
+    algorithm = {
+        "name": ALGORITHM_CONTAINER,
+        "image": image,
+        "imagePullPolicy": config.images.pull_policy,
+        "args": ["train"],
+        "env": build_algorithm_env(
+            spec,
+            training_job=training_job,
+            job=job,
+            hosts=hosts,
+            resources=resources,
+            agent_config=agent_config,
+        ),
+        "resources": resources.to_kubernetes(),
+        "volumeMounts": _work_mounts(checkpoint_path),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    labels = {**naming.child_labels(training_job, attempt)}
+    annotations = {naming.ANNOTATION_MODEL_ARTIFACTS: model_artifacts_uri(spec, training_job)}
+    if overrides is not None:
+        # The operator's own labels win: the Service and the controller select on them.
+        labels = {**(overrides.labels or {}), **labels}
+        annotations = {**(overrides.annotations or {}), **annotations}
+
+    work_volume: JSON = {
+        "name": WORK_VOLUME,
+        "emptyDir": {"sizeLimit": f"{spec.resource_config.volume_size_in_gb}Gi"},
+    }
+    pod_spec: JSON = {
+        "restartPolicy": "Never",
+        "subdomain": service,
+        "dnsConfig": {"searches": [f"{service}.{namespace}.svc.cluster.local"]},
+        # Hundreds of Services in a namespace would otherwise flood every container's
+        # environment with *_SERVICE_HOST variables.
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "initContainers": [agent],
+        "containers": [algorithm],
+        "volumes": [work_volume]
+        + [
+            {"name": _claim_volume(claim), "persistentVolumeClaim": {"claimName": claim}}
+            for claim in claims
+        ],
+    }
+    if resources.node_selector:
+        pod_spec["nodeSelector"] = dict(resources.node_selector)
+    if resources.tolerations:
+        pod_spec["tolerations"] = list(resources.tolerations)
+    if overrides is not None:
+        if overrides.service_account_name:
+            pod_spec["serviceAccountName"] = overrides.service_account_name
+        if overrides.priority_class_name:
+            pod_spec["priorityClassName"] = overrides.priority_class_name
+        if overrides.image_pull_secrets:
+            pod_spec["imagePullSecrets"] = [{"name": s.name} for s in overrides.image_pull_secrets]
+    return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}
+
+
+def _claim_volume(claim: str) -> str:
+    return naming.volume_name("pvc", claim)
+
+
+def active_deadline_seconds(spec: TrainingJobSpec, runtime_used: float = 0.0) -> int:
+    """The Job's own deadline: what is left of maxRuntimeInSeconds, plus a backstop margin."""
+    remaining = spec.stopping_condition.max_runtime_in_seconds - max(0.0, runtime_used)
+    return max(1, math.ceil(remaining)) + DEADLINE_BACKSTOP_SECONDS
+
+
+def build_job(
+    spec: TrainingJobSpec,
+    config: OperatorConfig,
+    *,
+    owner: Owner,
+    attempt: int,
+    runtime_used: float = 0.0,
+) -> JSON:
+    """The Indexed Job of one attempt: one pod per instance, all-or-nothing.
+
+    ``backoffLimit: 0`` with a pod failure policy: the algorithm's non-zero exit fails
+    the Job at once (never retried, as in SageMaker); a disruption (eviction, node
+    lost, preemption) fails it too, and the operator replaces the whole Job with the
+    next attempt, so every host of a multi-host job restarts together from checkpoints.
+    """
+    count = spec.resource_config.instance_count
+    name = naming.job_name(owner.name, attempt)
+    labels = naming.child_labels(owner.name, attempt)
+    job_spec: JSON = {
+        "completionMode": "Indexed",
+        "completions": count,
+        "parallelism": count,
+        "backoffLimit": 0,
+        "podReplacementPolicy": "Failed",
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                },
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": ALGORITHM_CONTAINER,
+                        "operator": "NotIn",
+                        "values": [0],
+                    },
+                },
+            ]
+        },
+        "activeDeadlineSeconds": active_deadline_seconds(spec, runtime_used),
+        "template": build_pod_template(
+            spec, config, training_job=owner.name, namespace=owner.namespace, attempt=attempt
+        ),
+    }
+    if spec.queue_name:
+        # Kueue admits the Job by unsuspending it.
+        labels[naming.LABEL_KUEUE_QUEUE] = spec.queue_name
+        job_spec["suspend"] = True
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": labels,
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": job_spec,
+    }
+
+
+def build_service(owner: Owner) -> JSON:
+    """The headless Service that gives every pod the DNS name ``{host}.{service}``.
+
+    Only multi-instance jobs need it (peers resolve each other); a single pod finds its
+    own host name in /etc/hosts, which the kubelet writes.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": naming.service_name(owner.name),
+            "namespace": owner.namespace,
+            "labels": naming.child_labels(owner.name),
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "selector": naming.selector_labels(owner.name),
+            # Peers must resolve each other while the agents are still staging data.
+            "publishNotReadyAddresses": True,
+        },
+    }
+
+
+def pod_env_value(env: list[Mapping[str, Any]], name: str) -> str | None:
+    """The literal value of ``name`` in a container's env list (for tests and tools)."""
+    for entry in env:
+        if entry.get("name") == name:
+            value = entry.get("value")
+            return None if value is None else str(value)
+    return None

@@ -1,0 +1,1 @@
+"""Helpers shared by the controllers: the work queue, conditions, status patches."""
