@@ -40,10 +40,11 @@ test: venv cluster-binaries mxnet-env datasets  ## run the whole test suite (bui
 	$(VENV_BIN)/python -m pytest
 
 .PHONY: lint
-lint: venv  ## ruff, mypy (strict on the operator) and helm lint
+lint: venv cluster-binaries  ## ruff, mypy (strict on the operator) and helm lint
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .
 	$(VENV_BIN)/mypy operator/kubemaker
+	"$$($(PYTHON) tests/cluster/localcluster.py bin helm)" lint --strict charts/kubemaker
 
 .PHONY: cluster-binaries
 cluster-binaries:  ## build (or reuse) the pinned control-plane binaries
