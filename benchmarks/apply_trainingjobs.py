@@ -36,6 +36,15 @@ TARGET_SECONDS = {1000: 60.0}
 TARGET_RSS_MB = 250.0
 # Small enough that 1000 pods fit on the simulated CPU nodes with room to spare.
 INSTANCE_TYPE = "ml.m5.large"
+# As a real XGBoost job: the operator reads the log of every training job for these
+# (on KWOK every read fails fast: no kubelet).
+ALGORITHM = {
+    "algorithmName": "xgboost",
+    "metricDefinitions": [
+        {"name": "train:auc", "regex": r".*\[[0-9]+\].*#011train-auc:([-+]?[0-9]*\.?[0-9]+)"},
+        {"name": "validation:auc", "regex": r".*#011validation-auc:([-+]?[0-9]*\.?[0-9]+)"},
+    ],
+}
 
 
 def load_localcluster() -> Any:
@@ -119,7 +128,10 @@ def run_one(
 
         def create(i: int) -> None:
             body = training_job(
-                f"bench-{i:04d}", instance_type=INSTANCE_TYPE, kwok={"duration": "600s"}
+                f"bench-{i:04d}",
+                instance_type=INSTANCE_TYPE,
+                kwok={"duration": "600s"},
+                algorithmSpecification=ALGORITHM,
             )
             for attempt in range(5):
                 try:

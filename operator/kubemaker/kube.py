@@ -33,6 +33,10 @@ JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 # (connect, read) seconds: an apiserver that does not answer within this is "temporary".
 REQUEST_TIMEOUT = (5.0, 30.0)
+# A container's log is read on threads of its own, so a slow kubelet never holds up a
+# reconcile; the read timeout is shorter as the result is only a nice-to-have.
+LOG_THREADS = 2
+LOG_TIMEOUT = (5.0, 15.0)
 FIELD_MANAGER = "kubemaker"
 
 
@@ -139,8 +143,9 @@ class Kube:
     def __init__(self, api_client: Any, *, max_workers: int = 8) -> None:
         self._client = api_client
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kube")
-        # Events have their own thread, so they never take one from a reconcile.
+        # Events and logs have threads of their own, so they never take one from a reconcile.
         self._events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-events")
+        self._logs = ThreadPoolExecutor(max_workers=LOG_THREADS, thread_name_prefix="kube-logs")
         self._hostname = socket.gethostname()[:128]
 
     @classmethod
@@ -154,30 +159,34 @@ class Kube:
         from kubernetes import client
 
         configuration = load_configuration(kubeconfig=kubeconfig, context=context)
-        # One pooled connection per worker thread: no thread ever waits for a socket.
-        configuration.connection_pool_maxsize = max_workers + 1  # + the events thread
+        # One pooled connection per thread: no thread ever waits for a socket.
+        configuration.connection_pool_maxsize = max_workers + 1 + LOG_THREADS
         api_client = client.ApiClient(configuration)
         api_client.user_agent = "kubemaker-operator"
         return cls(api_client, max_workers=max_workers)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._events.shutdown(wait=False, cancel_futures=True)
+        for executor in (self._executor, self._events, self._logs):
+            executor.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
     # --- raw requests ---
 
-    def _request_sync(
+    def _send_sync(
         self,
         method: str,
         path: str,
         body: Any,
         content_type: str | None,
         query: Mapping[str, str] | None,
-    ) -> JSON:
+        *,
+        accept: str = "application/json",
+        timeout: tuple[float, float] = REQUEST_TIMEOUT,
+    ) -> bytes:
+        """The response body of a successful request (ApiError otherwise)."""
         from urllib3.exceptions import HTTPError
 
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
         full_path = f"{path}?{urlencode(dict(query))}" if query else path
@@ -186,7 +195,7 @@ class Kube:
         )
         try:
             response = self._client.call_api(
-                method_, url, header_params, serialized, _request_timeout=REQUEST_TIMEOUT
+                method_, url, header_params, serialized, _request_timeout=timeout
             )
             data: bytes = response.read()
         except (HTTPError, OSError) as exc:
@@ -197,6 +206,17 @@ class Kube:
             raise _error_from_response(
                 response.status, str(response.reason), data or b"", method, path
             )
+        return data or b""
+
+    def _request_sync(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str | None,
+        query: Mapping[str, str] | None,
+    ) -> JSON:
+        data = self._send_sync(method, path, body, content_type, query)
         if not data:
             return {}
         result = json.loads(data)
@@ -337,3 +357,36 @@ class Kube:
             "count": 1,
         }
         await self.request("POST", EVENTS.path(namespace), event, background=True)
+
+    async def read_log(
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str,
+        tail_lines: int,
+        limit_bytes: int,
+        since_seconds: int | None = None,
+    ) -> str:
+        """The end of a container's log (``pods/log``), at most ``tail_lines`` lines."""
+        query = {
+            "container": container,
+            "tailLines": str(tail_lines),
+            "limitBytes": str(limit_bytes),
+        }
+        if since_seconds is not None:
+            query["sinceSeconds"] = str(max(1, since_seconds))
+        call = functools.partial(
+            self._send_sync,
+            "GET",
+            PODS.path(namespace, pod, "log"),
+            None,
+            None,
+            query,
+            accept="*/*",
+            timeout=LOG_TIMEOUT,
+        )
+        data = await asyncio.get_running_loop().run_in_executor(self._logs, call)
+        if len(data) >= limit_bytes:
+            data = data[: data.rfind(b"\n") + 1]  # cut at limitBytes: drop a partial line
+        return data.decode("utf-8", errors="replace")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as _Tally
+from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -47,6 +48,46 @@ API_REQUESTS = Counter(
     "Requests the controllers sent to the Kubernetes API, by verb and HTTP code.",
     ["verb", "code"],
 )
+
+
+TRAINING_METRIC = Gauge(
+    "kubemaker_training_metric",
+    "Last value of a TrainingJob's training metric: found in the algorithm's log by the "
+    "job's metricDefinitions, or reported by the algorithm (metrics.json) at the end.",
+    ["namespace", "trainingjob", "metric"],
+)
+# Series per TrainingJob: SageMaker's limit on metricDefinitions. Metric names come from
+# users (definitions, metrics.json), so their number is capped; the series of a job
+# leave with it.
+MAX_METRICS_PER_JOB = 40
+
+
+class TrainingMetricSeries:
+    """Keeps ``kubemaker_training_metric`` equal to the metrics of the tracked jobs."""
+
+    def __init__(self, limit: int = MAX_METRICS_PER_JOB) -> None:
+        self.limit = limit
+        self._exported: dict[tuple[str, str], tuple[str, dict[str, float]]] = {}
+
+    def set(self, key: tuple[str, str], name: str, values: Mapping[str, float]) -> None:
+        """Export ``values`` (at most ``limit``, by name) of the TrainingJob ``name``."""
+        kept = {metric: values[metric] for metric in sorted(values)[: self.limit]}
+        old = self._exported.get(key, (name, {}))[1]
+        if old == kept:
+            return
+        for metric in old.keys() - kept.keys():
+            TRAINING_METRIC.remove(key[0], name, metric)
+        for metric, value in kept.items():
+            TRAINING_METRIC.labels(namespace=key[0], trainingjob=name, metric=metric).set(value)
+        if kept:
+            self._exported[key] = (name, kept)
+        else:
+            self._exported.pop(key, None)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        name, old = self._exported.pop(key, ("", {}))
+        for metric in old:
+            TRAINING_METRIC.remove(key[0], name, metric)
 
 
 class StatusTally:

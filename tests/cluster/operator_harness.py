@@ -85,6 +85,13 @@ def _run(command: Sequence[str], *, input: str | None = None, timeout: float = 1
     return result.stdout
 
 
+def can_i_resource(resource: str) -> list[str]:
+    """``kubectl auth can-i`` arguments for a resource, with ``/subresource`` split off
+    (``can-i get pods/log`` would ask about a pod *named* log)."""
+    resource, _, subresource = resource.partition("/")
+    return [resource, f"--subresource={subresource}"] if subresource else [resource]
+
+
 @dataclass
 class ChartInstall:
     """The chart installed in its own namespace, and a kubeconfig for its ServiceAccount."""
@@ -186,6 +193,7 @@ class ChartInstall:
         return path
 
     def can_i(self, verb: str, resource: str, namespace: str) -> bool:
+        """``kubectl auth can-i`` as the operator; ``pods/log`` names a subresource."""
         result = subprocess.run(
             [
                 str(self.kubectl),
@@ -194,7 +202,7 @@ class ChartInstall:
                 "auth",
                 "can-i",
                 verb,
-                resource,
+                *can_i_resource(resource),
                 "-n",
                 namespace,
             ],

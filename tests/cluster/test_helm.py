@@ -14,6 +14,9 @@ import yaml
 
 from kubemaker.config import OperatorConfig
 
+pytest.register_assert_rewrite("operator_harness")
+from operator_harness import can_i_resource  # noqa: E402
+
 if TYPE_CHECKING:
     from conftest import LocalCluster
 
@@ -103,7 +106,14 @@ def test_rbac_is_least_privilege(cluster: LocalCluster, tmp_path: Path) -> None:
     }
     assert ("batch", "jobs", "create") in granted
     assert ("kubemaker.io", "trainingjobs/status", "patch") in granted
+    assert ("", "pods/log", "get") in granted
     assert ("", "events", "create") in granted
+    # Only what the operator uses: its spec is never written, no kind without a controller.
+    assert ("kubemaker.io", "trainingjobs", "patch") not in granted
+    assert {resource for group, resource, _ in granted if group == "kubemaker.io"} == {
+        "trainingjobs",
+        "trainingjobs/status",
+    }
     assert not any(resource == "secrets" for _, resource, _ in granted)
     assert ("", "pods", "delete") not in granted
     assert not any(verb in ("escalate", "bind", "impersonate") for _, _, verb in granted)
@@ -158,15 +168,18 @@ def test_install_into_the_cluster(cluster: LocalCluster, namespace: str, tmp_pat
 
         def can(verb: str, resource: str, where: str = namespace) -> bool:
             result = cluster.kubectl(
-                "auth", "can-i", verb, resource, "-n", where, "--as", account, check=False
-            )
+                "auth", "can-i", verb, *can_i_resource(resource), "-n", where,
+                "--as", account, check=False,
+            )  # fmt: skip
             return result.stdout.strip() == "yes"
 
         assert can("watch", "trainingjobs.kubemaker.io", "default")
         assert can("patch", "trainingjobs.kubemaker.io/status", "default")
         assert can("create", "jobs.batch", "default")
         assert can("delete", "services", "default")
+        assert can("get", "pods/log", "default")
         assert can("create", "events", "default")
+        assert not can("patch", "trainingjobs.kubemaker.io", "default")
         assert not can("get", "secrets", "default")
         assert not can("delete", "pods", "default")
         assert not can("create", "deployments.apps", "default")

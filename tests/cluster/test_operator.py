@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytest.register_assert_rewrite("operator_harness")
@@ -11,6 +13,7 @@ from operator_harness import (  # noqa: E402
     Kube,
     OperatorProcess,
     condition,
+    model_uri,
     transitions,
     wait_for,
 )
@@ -99,15 +102,64 @@ def test_metrics(operator: OperatorProcess, kube: Kube) -> None:
     )
 
 
+def test_training_metrics_in_status_and_gauges_without_a_kubelet(
+    chart: ChartInstall, namespace: str, kube: Kube
+) -> None:
+    """KWOK runs no kubelet, so every read of the algorithm's log fails: the job goes
+    on, its metrics come from the agent's report, and the failures are debug lines."""
+    operator = OperatorProcess(
+        chart.operator_kubeconfig,
+        config_file=chart.config_file,
+        namespaces=[namespace],
+        extra_args=["--verbose"],
+    ).start()
+    try:
+        report = {
+            "version": 1,
+            "outcome": "Completed",
+            "modelArtifacts": model_uri("scored"),
+            "finalMetrics": {"validation:auc": 0.91, "train:auc": 0.95},
+        }
+        kube.create(
+            "scored",
+            kwok={"duration": "4s", "agent-report": json.dumps(report)},
+            algorithmSpecification={
+                "algorithmName": "xgboost",
+                "metricDefinitions": [
+                    {"name": "validation:auc", "regex": r".*#011validation-auc:(\S+)"}
+                ],
+            },
+        )
+        status = kube.wait_status("scored", "Completed")
+        assert {m["metricName"]: m["value"] for m in status["finalMetricDataList"]} == {
+            "validation:auc": 0.91,
+            "train:auc": 0.95,
+        }
+        labels = {"namespace": namespace, "trainingjob": "scored"}
+        assert operator.metric("kubemaker_training_metric", metric="train:auc", **labels) == 0.95
+        # Read while the algorithm ran and once more when it had ended.
+        failed_reads = operator.log_text().count(f"Could not read the log of {namespace}/scored-0-")
+        assert failed_reads >= 2, operator.log_tail()
+        kube.delete("scored")
+        wait_for(
+            "the deleted job's metrics to leave",
+            lambda: operator.metric("kubemaker_training_metric", **labels) is None,
+        )
+    finally:
+        operator.close()
+
+
 def test_the_charts_service_account_has_what_the_operator_needs_and_no_more(
     chart: ChartInstall, namespace: str
 ) -> None:
     needed = [
+        ("get", "trainingjobs.kubemaker.io"),
         ("list", "trainingjobs.kubemaker.io"),
         ("watch", "trainingjobs.kubemaker.io"),
         ("patch", "trainingjobs.kubemaker.io/status"),
         ("create", "jobs.batch"),
         ("delete", "jobs.batch"),
+        ("get", "jobs.batch"),
         ("list", "jobs.batch"),
         ("watch", "jobs.batch"),
         ("create", "services"),
@@ -115,6 +167,7 @@ def test_the_charts_service_account_has_what_the_operator_needs_and_no_more(
         ("delete", "services"),
         ("list", "pods"),
         ("watch", "pods"),
+        ("get", "pods/log"),
         ("create", "events"),
     ]
     missing = [
@@ -126,9 +179,19 @@ def test_the_charts_service_account_has_what_the_operator_needs_and_no_more(
     # Least privilege: nothing it does not use.
     refused = [
         ("get", "secrets"),
+        ("get", "pods"),
         ("create", "pods"),
         ("delete", "pods"),
+        ("create", "pods/exec"),
         ("delete", "trainingjobs.kubemaker.io"),
+        ("patch", "trainingjobs.kubemaker.io"),
+        ("update", "trainingjobs.kubemaker.io/status"),
+        ("patch", "jobs.batch"),
+        ("list", "services"),
+        # No controller reads these kinds yet.
+        ("watch", "tuningjobs.kubemaker.io"),
+        ("watch", "endpoints.kubemaker.io"),
+        ("watch", "batchtransforms.kubemaker.io"),
         ("create", "roles.rbac.authorization.k8s.io"),
     ]
     granted = [

@@ -185,6 +185,16 @@ def test_algorithm_failure_without_a_failure_file_uses_the_termination_message(
 
 
 @pytest.mark.usefixtures("operator")
+def test_a_client_error_from_the_algorithm_keeps_its_prefix(kube: Kube) -> None:
+    reason = "ClientError: Hyperparameter eta: 7 is out of range [0, 1]"
+    kube.create("eta", kwok={"duration": "1s", "exit-code": "1", "message": reason})
+    status = kube.wait_status("eta", "Failed")
+    assert status["failureReason"] == reason
+    assert condition(status, "Failed") == ("True", "ClientError")
+    assert condition(status, "Stalled") == ("True", "ClientError")
+
+
+@pytest.mark.usefixtures("operator")
 def test_max_runtime_stops_the_job(kube: Kube) -> None:
     kube.create("slow", kwok={"duration": "3600s"}, stoppingCondition={"maxRuntimeInSeconds": 3})
     status = kube.wait_status("slow", "Stopped", "MaxRuntimeExceeded")

@@ -417,8 +417,12 @@ def test_storage_settings_and_credentials() -> None:
     assert agent_env["AWS_SESSION_TOKEN"] == {
         "secretKeyRef": {"name": "default-keys", "key": "AWS_SESSION_TOKEN", "optional": True}
     }
-    # The algorithm never sees the keys.
-    assert "AWS_SECRET_ACCESS_KEY" not in env_of(job)
+    # The algorithm gets the same storage (SageMaker images read S3 themselves).
+    algorithm_env = env_of(job)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        assert algorithm_env[key] == agent_env[key]
+    assert algorithm_env["AWS_ENDPOINT_URL_S3"] == "http://minio:9000"
+    assert algorithm_env["AWS_REGION"] == algorithm_env["AWS_DEFAULT_REGION"] == "eu-west-1"
     # The spec's own storage wins over the operator's defaults.
     own = make_spec(
         storage={
@@ -430,10 +434,62 @@ def test_storage_settings_and_credentials() -> None:
     assert env_of(job, "agent")["AWS_ACCESS_KEY_ID"]["secretKeyRef"]["name"] == "team-keys"
     assert agent_config(job).storage.s3_endpoint_url == "https://s3.example"
     assert agent_config(job).storage.region == "eu-west-1"
-    # No Secret anywhere: the pod's identity (IRSA, Workload Identity) is used.
-    assert "AWS_ACCESS_KEY_ID" not in env_of(
-        build_job(make_spec(), CONFIG, owner=OWNER, attempt=0), "agent"
+    assert env_of(job)["AWS_ACCESS_KEY_ID"]["secretKeyRef"]["name"] == "team-keys"
+    assert env_of(job)["AWS_ENDPOINT_URL_S3"] == "https://s3.example"
+    # No Secret, endpoint or region anywhere: the pod's identity (IRSA, Workload
+    # Identity) and the SDK's defaults are used.
+    plain = build_job(make_spec(), CONFIG, owner=OWNER, attempt=0)
+    for name in ("agent", "algorithm"):
+        assert not any(key.startswith("AWS_") for key in env_of(plain, name))
+
+
+def test_script_mode_reads_its_source_dir_with_the_jobs_storage() -> None:
+    config = OperatorConfig.model_validate(
+        {"storage": {"s3EndpointUrl": "http://minio:9000", "credentialsSecret": "keys"}}
     )
+    spec = make_spec(
+        algorithmSpecification={
+            "framework": "mxnet",
+            "entryPoint": "mnist.py",
+            "sourceDir": "s3://code/mnist/sourcedir.tar.gz",
+        },
+        environment={"AWS_ENDPOINT_URL_S3": "http://my-own-s3:9000"},
+    )
+    job = build_job(spec, config, owner=OWNER, attempt=0)
+    env = env_of(job)
+    assert env["AWS_SECRET_ACCESS_KEY"] == {
+        "secretKeyRef": {"name": "keys", "key": "AWS_SECRET_ACCESS_KEY"}
+    }
+    # The spec's environment wins, and the name appears once.
+    assert env["AWS_ENDPOINT_URL_S3"] == "http://my-own-s3:9000"
+    names = [e["name"] for e in container(job, "algorithm")["env"]]
+    assert names.count("AWS_ENDPOINT_URL_S3") == 1
+
+
+def test_a_pvc_source_dir_is_mounted_read_only_into_the_algorithm() -> None:
+    spec = make_spec(
+        algorithmSpecification={
+            "framework": "mxnet",
+            "entryPoint": "mnist.py",
+            "sourceDir": "pvc://code/mnist",
+        },
+        inputDataConfig=[{"channelName": "train", "uri": "pvc://datasets/mnist/train"}],
+    )
+    job = build_job(spec, CONFIG, owner=OWNER, attempt=0)
+    volumes = {v["name"]: v for v in pod_spec(job)["volumes"]}
+    assert volumes["pvc-code"]["persistentVolumeClaim"] == {"claimName": "code"}
+    agent = {m["mountPath"]: m for m in container(job, "agent")["volumeMounts"]}
+    algorithm = {m["mountPath"]: m for m in container(job, "algorithm")["volumeMounts"]}
+    # Where the framework's storage code looks for pvc://code/mnist: the agent's pvc root.
+    assert agent_config(job).storage.pvc_root == "/kubemaker/pvc"
+    assert algorithm["/kubemaker/pvc/code"] == {
+        "name": "pvc-code",
+        "mountPath": "/kubemaker/pvc/code",
+        "readOnly": True,
+    }
+    assert "readOnly" not in agent["/kubemaker/pvc/code"]
+    # Only the code's claim: the data is the agent's to stage.
+    assert "/kubemaker/pvc/datasets" in agent and "/kubemaker/pvc/datasets" not in algorithm
 
 
 def test_pvc_sources_are_mounted_into_the_agent() -> None:

@@ -354,6 +354,74 @@ def test_final_metrics_from_the_reports() -> None:
     ]
 
 
+def test_final_metrics_merge_the_logs_last_values_under_the_reports() -> None:
+    spec = make_spec(
+        algorithmSpecification={
+            "algorithmName": "xgboost",
+            "metricDefinitions": [{"name": "validation:auc", "regex": "auc:(\\S+)"}],
+        }
+    )
+    status = plan_training(observe(spec=spec)).status
+    logs = {0: {"validation:auc": 0.88, "train:auc": 0.9}}
+    # The algorithm has ended, the agent is uploading: the log's values are in already.
+    plan = step(
+        observe(status, spec=spec, jobs=[job_body()], pods=[uploading_pod()], log_metrics=logs)
+    )
+    assert {m["metricName"]: m["value"] for m in plan.status["finalMetricDataList"]} == {
+        "train:auc": 0.9,
+        "validation:auc": 0.88,
+    }
+    pod = succeeded_pod()
+    pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["message"] = report(
+        modelArtifacts=MODEL, finalMetrics={"validation:auc": 0.91}
+    )
+    later = T0 + timedelta(seconds=30)
+    done = step(
+        observe(
+            plan.status,
+            spec=spec,
+            jobs=[job_body(complete=True)],
+            pods=[pod],
+            log_metrics=logs,
+            now=later,
+        )
+    ).status
+    assert done["trainingJobStatus"] == "Completed"
+    assert done["finalMetricDataList"] == [
+        {"metricName": "train:auc", "value": 0.9, "timestamp": "2025-01-01T12:00:00Z"},
+        {"metricName": "validation:auc", "value": 0.91, "timestamp": "2025-01-01T12:00:30Z"},
+    ]
+    # Once the controller has dropped the log's values, nothing is lost.
+    again = step(observe(done, spec=spec, jobs=[job_body(complete=True)], pods=[pod], now=later))
+    assert again.status == done
+    # Another attempt's log values are not this attempt's.
+    other = step(
+        observe(
+            status,
+            spec=spec,
+            jobs=[job_body()],
+            pods=[uploading_pod()],
+            log_metrics={1: {"x": 1.0}},
+        )
+    )
+    assert "finalMetricDataList" not in other.status
+
+
+def test_an_invalid_metric_regex_fails_the_job_naming_the_definition() -> None:
+    spec = make_spec(
+        algorithmSpecification={
+            "algorithmName": "xgboost",
+            "metricDefinitions": [{"name": "auc", "regex": "auc:(["}],
+        }
+    )
+    plan = step(observe(spec=spec))
+    assert plan.create_attempt is None
+    assert plan.status["failureReason"].startswith(
+        "ClientError: spec.algorithmSpecification.metricDefinitions.0.regex: "
+        "not a valid regular expression"
+    )
+
+
 def test_kueue_jobs_are_pending_until_admitted() -> None:
     spec = make_spec(queueName="team-a")
     status = plan_training(observe(spec=spec)).status
@@ -448,6 +516,35 @@ def test_algorithm_failure_reason_from_the_termination_message_then_exit_code() 
     assert step(observe(status, jobs=[job], pods=[bare])).status["failureReason"] == (
         "AlgorithmError: the algorithm exited with code 3"
     )
+
+
+@pytest.mark.parametrize(
+    ("written", "kind"),
+    [
+        ("ClientError: Hyperparameter eta: 7 is out of range [0, 1]", "ClientError"),
+        ("AlgorithmError: ExecuteUserScriptError:\nCommand train.py exited 1", "AlgorithmError"),
+        ("\nInternalServerError: the parameter server went away", "InternalServerError"),
+    ],
+)
+def test_a_failure_reason_with_sagemakers_prefix_is_kept_and_classified(
+    written: str, kind: str
+) -> None:
+    status = plan_training(observe()).status
+    pod = failed_pod(2, agent_report=report(failureReason=written))
+    plan = step(observe(status, jobs=[job_body(failed=("PodFailurePolicy", "x"))], pods=[pod]))
+    assert plan.status["failureReason"] == written.strip()
+    assert conditions(plan.status)["Failed"] == ("True", kind)
+    assert conditions(plan.status)["Ready"] == ("False", kind)
+    assert plan.create_attempt is None
+    # Read back (a restarted operator), the status still says the same.
+    assert conditions(step(observe(plan.status)).status)["Stalled"] == ("True", kind)
+
+
+def test_an_unprefixed_reason_that_mentions_a_kind_is_still_prefixed() -> None:
+    status = plan_training(observe()).status
+    pod = failed_pod(2, agent_report=report(failureReason="raised ClientError: no such key"))
+    plan = step(observe(status, jobs=[job_body(failed=("PodFailurePolicy", "x"))], pods=[pod]))
+    assert plan.status["failureReason"] == "AlgorithmError: raised ClientError: no such key"
 
 
 def test_algorithm_failure_known_only_from_the_job_condition() -> None:

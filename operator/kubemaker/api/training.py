@@ -131,7 +131,11 @@ class AlgorithmSpecification(ApiModel):
     metric_definitions: list[MetricDefinition] | None = Field(
         default=None,
         max_length=40,
-        description="Metrics found in the logs; they appear in status.finalMetricDataList.",
+        description=(
+            "Metrics found in the algorithm's log (the first instance's): their last values "
+            "appear in status.finalMetricDataList when the algorithm has ended, and as the "
+            "operator's kubemaker_training_metric gauges while it runs."
+        ),
         json_schema_extra=list_map("name"),
     )
     framework: str | None = Field(
@@ -312,7 +316,11 @@ class ResourceConfig(ApiModel):
         default=1,
         ge=1,
         le=1000,
-        description="Number of instances: one pod each, with stable host names.",
+        description=(
+            "Number of instances: one pod each. Their host names (resourceconfig.json's "
+            "hosts, SM_HOSTS) are {job}-{index}: <name>-0 ... <name>-(N-1) on the first "
+            "attempt, <name>-r1-0 ... on a retry."
+        ),
     )
     volume_size_in_gb: int = Field(
         default=30,
@@ -555,7 +563,12 @@ class TrainingJobStatus(StatusBase):
         ),
     )
     training_start_time: datetime | None = Field(
-        default=None, description="When the algorithm container started (on any instance)."
+        default=None,
+        description=(
+            "When the instances started (SageMaker's meaning): the first agent began "
+            "preparing the input, before the algorithm started. maxRuntimeInSeconds and "
+            "trainingTimeInSeconds count from here."
+        ),
     )
     training_end_time: datetime | None = Field(
         default=None, description="When the job reached Completed, Failed or Stopped."

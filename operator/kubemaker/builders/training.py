@@ -6,14 +6,16 @@ config files are written and input is staged, which gates the ``algorithm`` cont
 started with ``train``. Both share one emptyDir, mounted by subPath at /opt/ml/input,
 /opt/ml/model, /opt/ml/output and /opt/ml/checkpoints. When the algorithm ends the
 kubelet stops the agent, which uploads the model and writes its AgentReport to its
-termination message.
+termination message. Both containers get the job's storage settings (credentials,
+endpoint, region): SageMaker images read S3 themselves too (a framework image fetches
+its ``sourceDir``), as every container of a pod could with a pod identity (IRSA).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -67,6 +69,8 @@ AWS_CREDENTIAL_KEYS = (
     ("AWS_SECRET_ACCESS_KEY", False),
     ("AWS_SESSION_TOKEN", True),  # optional: only temporary credentials have one
 )
+# boto3 reads the first, older AWS SDKs and tools the second.
+AWS_REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 @dataclass(frozen=True)
@@ -310,19 +314,34 @@ def build_credentials_env(secret: str | None) -> list[JSON]:
     return env
 
 
+def build_storage_env(spec: TrainingJobSpec, config: OperatorConfig) -> list[JSON]:
+    """The job's storage as any AWS SDK reads it (both containers get it)."""
+    settings = storage_settings(spec, config)
+    env = build_credentials_env(credentials_secret(spec, config))
+    if settings.s3_endpoint_url:
+        env.append({"name": "AWS_ENDPOINT_URL_S3", "value": settings.s3_endpoint_url})
+    if settings.region:
+        env += [{"name": name, "value": settings.region} for name in AWS_REGION_VARIABLES]
+    return env
+
+
+def pvc_claim(uri: str | None) -> str | None:
+    """The PersistentVolumeClaim a ``pvc://claim/path`` URI names."""
+    parsed = urlparse(uri or "")
+    return parsed.netloc if parsed.scheme == "pvc" and parsed.netloc else None
+
+
 def pvc_claims(agent_config: AgentConfig) -> list[str]:
     """PersistentVolumeClaims named by pvc:// URIs, mounted into the agent."""
     uris = [c.uri for c in agent_config.channels] + [agent_config.output_path]
     if agent_config.checkpoint is not None:
         uris.append(agent_config.checkpoint.uri)
-    source_dir = agent_config.hyper_parameters.get("sagemaker_submit_directory")
-    if source_dir:
-        uris.append(source_dir)
+    uris.append(agent_config.hyper_parameters.get("sagemaker_submit_directory"))
     claims = []
     for uri in uris:
-        parsed = urlparse(uri)
-        if parsed.scheme == "pvc" and parsed.netloc and parsed.netloc not in claims:
-            claims.append(parsed.netloc)
+        claim = pvc_claim(uri)
+        if claim and claim not in claims:
+            claims.append(claim)
     return claims
 
 
@@ -337,14 +356,16 @@ def build_algorithm_env(
     hosts: list[str],
     resources: Resources,
     agent_config: AgentConfig,
+    storage_env: Sequence[JSON],
 ) -> list[JSON]:
-    """The algorithm container's environment: SageMaker's ``SM_*`` plus the spec's own.
+    """The algorithm container's environment: SageMaker's ``SM_*``, the job's storage
+    (:func:`build_storage_env`) and the spec's own.
 
     Values that differ per host are written with ``$(KUBEMAKER_HOST_INDEX)``, which the
     kubelet expands from the pod's completion index (downward API), so one pod
     template serves every instance. ``SM_TRAINING_ENV`` leaves out ``is_master`` on
     multi-instance jobs: it cannot be expressed per pod (compare ``current_host`` with
-    ``master_hostname``). The spec's ``environment`` wins over any ``SM_*`` value.
+    ``master_hostname``). The spec's ``environment`` wins over any other value.
     """
     resource_config = contract.build_resource_config(
         hosts=hosts,
@@ -380,9 +401,8 @@ def build_algorithm_env(
         }
     ]
     user_env = dict(spec.environment or {})
-    for name, value in sm_env.items():
-        if name not in user_env:
-            env.append({"name": name, "value": value})
+    own = [{"name": name, "value": value} for name, value in sm_env.items()] + list(storage_env)
+    env.extend(entry for entry in own if entry["name"] not in user_env)
     env.extend({"name": name, "value": value} for name, value in user_env.items())
     return env
 
@@ -421,18 +441,33 @@ def build_pod_template(
     service = naming.service_name(training_job)
     overrides = spec.pod_overrides
     claims = pvc_claims(agent_config)
+    storage_env = build_storage_env(spec, config)
 
     agent_env: list[JSON] = [
         {
             "name": AGENT_CONFIG_ENV,
             "value": agent_config.model_dump_json(by_alias=True, exclude_none=True),
         },
-        *build_credentials_env(credentials_secret(spec, config)),
+        *storage_env,
     ]
+    pvc_root = agent_config.storage.pvc_root
     agent_mounts = _work_mounts() + [
-        {"name": _claim_volume(claim), "mountPath": f"{agent_config.storage.pvc_root}/{claim}"}
-        for claim in claims
+        {"name": _claim_volume(claim), "mountPath": f"{pvc_root}/{claim}"} for claim in claims
     ]
+    # A framework image stages a pvc:// sourceDir itself: it reads the claim where the
+    # agent does (read-only; the agent may write outputs to the same claim).
+    code_claim = pvc_claim(spec.algorithm_specification.source_dir)
+    algorithm_mounts = _work_mounts(
+        spec.checkpoint_config.local_path if spec.checkpoint_config else None
+    )
+    if code_claim:
+        algorithm_mounts.append(
+            {
+                "name": _claim_volume(code_claim),
+                "mountPath": f"{pvc_root}/{code_claim}",
+                "readOnly": True,
+            }
+        )
     agent = {
         "name": AGENT_CONTAINER,
         "image": config.images.agent,
@@ -449,7 +484,6 @@ def build_pod_template(
         "volumeMounts": agent_mounts,
         "terminationMessagePolicy": "File",
     }
-    checkpoint_path = spec.checkpoint_config.local_path if spec.checkpoint_config else None
     algorithm = {
         "name": ALGORITHM_CONTAINER,
         "image": image,
@@ -462,9 +496,10 @@ def build_pod_template(
             hosts=hosts,
             resources=resources,
             agent_config=agent_config,
+            storage_env=storage_env,
         ),
         "resources": resources.to_kubernetes(),
-        "volumeMounts": _work_mounts(checkpoint_path),
+        "volumeMounts": algorithm_mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     labels = {**naming.child_labels(training_job, attempt)}

@@ -43,6 +43,7 @@ from kubemaker.builders.training import (
     resolve_resources,
 )
 from kubemaker.config import OperatorConfig
+from kubemaker.metric_definitions import compile_definitions, merge_final_metrics
 from kubemaker.reconcile.conditions import Cond, merge_conditions
 from kubemaker_runtime.protocol import AgentReport
 
@@ -74,6 +75,17 @@ ALGORITHM_ERROR = "AlgorithmError"
 CLIENT_ERROR = "ClientError"
 PLATFORM_ERROR = "PlatformError"
 VALIDATION_ERROR = "ValidationError"
+# A failure reason that already starts with one of these (SageMaker's, and ours) is kept
+# as it is and classified by it: SageMaker's algorithms write ``ClientError: ...`` to
+# the failure file for the user's errors (a bad hyperparameter, unreadable data).
+FAILURE_KINDS = (
+    ALGORITHM_ERROR,
+    CLIENT_ERROR,
+    "InternalServerError",
+    "CapacityError",
+    PLATFORM_ERROR,
+    VALIDATION_ERROR,
+)
 FAILURE_REASON_LIMIT = 1024
 
 # Container waiting reasons that no amount of waiting fixes: the spec is at fault.
@@ -302,6 +314,8 @@ class Observation:
     expected_jobs: frozenset[str] = frozenset()
     # Reports of pods that are already gone (kept by the controller), by pod name.
     reports: Mapping[str, tuple[int, AgentReport]] = field(default_factory=dict)
+    # Last values the job's metricDefinitions found in the algorithm's log, by attempt.
+    log_metrics: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -354,6 +368,7 @@ def plan_training(obs: Observation) -> Plan:
     try:
         status["trainingImage"] = resolve_image(obs.spec, obs.config)
         resolve_resources(obs.spec, obs.config)
+        compile_definitions(obs.spec.algorithm_specification.metric_definitions)
     except SpecError as exc:
         _fail(plan, obs, CLIENT_ERROR, str(exc))
         _finish_status(plan, obs)
@@ -697,7 +712,9 @@ def _stopped(plan: Plan, obs: Observation, final: str, message: str | None) -> N
 
 
 def _fail(plan: Plan, obs: Observation, kind: str, reason: str) -> None:
-    text = clip(f"{kind}: {reason}")
+    own = failure_prefix(reason)
+    text = clip(reason if own else f"{kind}: {reason}")
+    kind = own or kind
     plan.status["trainingJobStatus"] = FAILED
     plan.status["failureReason"] = text
     plan.failure_kind = kind
@@ -756,28 +773,26 @@ def _reports_by_index(obs: Observation, attempt: int) -> list[AgentReport]:
 
 
 def _record_reports(plan: Plan, obs: Observation, attempt: int) -> None:
-    """Copy what the agents reported (model location, final metrics) into the status."""
+    """Copy the model location and the final metrics (the log's, then the agents') into
+    the status."""
     reports = _reports_by_index(obs, attempt)
     status = plan.status
     if not status.get("modelArtifacts"):
         uri = next((r.model_artifacts for r in reports if r.model_artifacts), None)
         if uri:
             status["modelArtifacts"] = {"s3ModelArtifacts": uri}
-    metrics: dict[str, float] = {}
-    for report in reversed(reports):  # the first host's values win
-        metrics.update(report.final_metrics)
+    metrics = merge_final_metrics(
+        obs.log_metrics.get(attempt, {}), [r.final_metrics for r in reports]
+    )
     if metrics:
-        existing = {m.get("metricName"): m for m in status.get("finalMetricDataList") or ()}
+        # Metrics already in the status stay (the log's values are read once), and keep
+        # their timestamp while their value is the same.
+        merged = {str(m.get("metricName")): m for m in status.get("finalMetricDataList") or ()}
         now = rfc3339(obs.now)
-        merged = []
-        for name, value in sorted(metrics.items()):
-            old = existing.pop(name, None)
-            if old is not None and old.get("value") == value:
-                merged.append(old)
-            else:
-                merged.append({"metricName": name, "value": value, "timestamp": now})
-        merged.extend(existing.values())
-        status["finalMetricDataList"] = merged
+        for name, value in metrics.items():
+            if merged.get(name, {}).get("value") != value:
+                merged[name] = {"metricName": name, "value": value, "timestamp": now}
+        status["finalMetricDataList"] = [merged[name] for name in sorted(merged)]
 
 
 def _plan_ttl(plan: Plan, obs: Observation) -> None:
@@ -813,7 +828,7 @@ def desired_conditions(status: Mapping[str, Any], failure_kind: str | None) -> l
             Cond(CONDITION_STALLED, "False", COMPLETED, ""),
         ]
     if primary == FAILED:
-        reason = failure_kind or _failure_kind(status.get("failureReason"))
+        reason = failure_kind or failure_prefix(status.get("failureReason")) or FAILED
         text = str(status.get("failureReason") or "")
         return [
             Cond(CONDITION_READY, "False", reason, text),
@@ -839,12 +854,10 @@ def desired_conditions(status: Mapping[str, Any], failure_kind: str | None) -> l
     ]
 
 
-def _failure_kind(reason: object) -> str:
-    text = str(reason or "")
-    for kind in (ALGORITHM_ERROR, CLIENT_ERROR, PLATFORM_ERROR, VALIDATION_ERROR):
-        if text.startswith(kind + ":"):
-            return kind
-    return FAILED
+def failure_prefix(reason: object) -> str | None:
+    """The kind a failure reason starts with (``ClientError: ...``), if any."""
+    text = str(reason or "").lstrip()
+    return next((kind for kind in FAILURE_KINDS if text.startswith(kind + ":")), None)
 
 
 def _finish_status(plan: Plan, obs: Observation) -> None:

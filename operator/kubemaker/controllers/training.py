@@ -17,6 +17,9 @@ How children are watched, and why (1000 concurrent jobs within 250 MB):
 - The reconcile is level-based: :func:`plan_training` computes status and actions
   from the cached TrainingJob, its children and the clock; deadlines (max runtime,
   max wait, TTL) are delayed requeues.
+- Training metrics: the algorithm's log is read in the background
+  (:mod:`kubemaker.controllers.training_logs`) and what it finds feeds the next
+  reconcile; the metrics of every job are Prometheus gauges.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -48,6 +51,7 @@ from kubemaker.builders.training_status import (
     plan_training,
 )
 from kubemaker.config import OperatorConfig
+from kubemaker.controllers.training_logs import TrainingLogMetrics
 from kubemaker.kube import JOBS, SERVICES, ApiError, Kube, Resource
 from kubemaker.reconcile.queue import WorkQueue, run_workers
 from kubemaker_runtime.protocol import AgentReport
@@ -114,6 +118,10 @@ class TrainingController:
         self.jobs_index: kopf.Index[Key, JobView] | None = None
         self.pods_index: kopf.Index[Key, PodView] | None = None
         self.tally = metrics.StatusTally(KIND)
+        self.training_metrics = metrics.TrainingMetricSeries()
+        self.logs = TrainingLogMetrics(
+            kube, requeue=self.queue.add, requeue_after=self.queue.add_after, spawn=self._spawn
+        )
         self._events = asyncio.Semaphore(EVENT_CONCURRENCY)
         self._background: set[asyncio.Task[None]] = set()
         self._workers_task: asyncio.Task[None] | None = None
@@ -158,6 +166,8 @@ class TrainingController:
             self.expected.pop(key, None)
             self.queue.discard(key)
             self.tally.forget(key)
+            self.logs.forget(key)
+            self.training_metrics.forget(key)
             return
         raw = _slim(body)
         cached = self.bodies.get(key)
@@ -252,6 +262,7 @@ class TrainingController:
             creation_timestamp=meta.get("creationTimestamp"),
             expected_jobs=self._expected_jobs(key, {j.name for j in jobs}),
             reports=dict(self.reports.get(key, {})),
+            log_metrics=self.logs.final(key),
         )
         plan = plan_training(obs)
         if plan.create_attempt == 0 and not status.get("trainingJobStatus"):
@@ -281,6 +292,9 @@ class TrainingController:
         if primary in TERMINAL:
             # Whatever the agents reported is in the status now.
             self.reports.pop(key, None)
+        self.logs.schedule(key, spec, plan.status, pods)
+        final = {m["metricName"]: m["value"] for m in plan.status.get("finalMetricDataList") or ()}
+        self.training_metrics.set(key, name, {**self.logs.latest(key), **final})
 
     async def _create_attempt(
         self, key: Key, body: dict[str, Any], spec: TrainingJobSpec, plan: Plan
@@ -399,7 +413,11 @@ class TrainingController:
                         exc,
                     )
 
-        task = asyncio.create_task(post())
+        self._spawn(post())
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` in the background (cancelled when the controller stops)."""
+        task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -1,74 +1,8 @@
-"""Training metrics found in log lines by a job's ``metricDefinitions``, as SageMaker does.
+"""Moved to :mod:`kubemaker.metric_definitions`, shared with the operator.
 
-Each definition's regex is searched in every line; its first group is the value. The
-regexes users copy from SageMaker were written against CloudWatch, which shows a tab
-as ``#011``: a line that does not match as printed is tried again in that rendering,
-so ``.*#011validation-auc:(\\S+)`` matches XGBoost's tab-separated evaluation log.
+Kept only so that older imports keep working; import from the new module.
 """
 
-from __future__ import annotations
+from kubemaker.metric_definitions import MetricParser
 
-import math
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
-
-from kubemaker.api import MetricDefinition
-from kubemaker.local.errors import ManifestError
-
-FIELD = "spec.algorithmSpecification.metricDefinitions"
-
-
-def cloudwatch_rendering(line: str) -> str:
-    """A log line as CloudWatch shows it (syslog escapes a tab as ``#011``)."""
-    return line.replace("\t", "#011")
-
-
-@dataclass(frozen=True)
-class CompiledMetric:
-    name: str
-    pattern: re.Pattern[str]
-
-    def find(self, line: str) -> float | None:
-        match = self.pattern.search(line)
-        if match is None and "\t" in line:
-            match = self.pattern.search(cloudwatch_rendering(line))
-        if match is None:
-            return None
-        text = match.group(1) if self.pattern.groups else match.group(0)
-        try:
-            value = float(text)
-        except (TypeError, ValueError):
-            return None
-        return value if math.isfinite(value) else None
-
-
-def compile_definitions(definitions: Sequence[MetricDefinition] | None) -> list[CompiledMetric]:
-    compiled = []
-    for index, definition in enumerate(definitions or ()):
-        try:
-            pattern = re.compile(definition.regex)
-        except re.error as exc:
-            raise ManifestError(
-                f"{FIELD}.{index}.regex: not a valid regular expression: {exc}"
-            ) from None
-        compiled.append(CompiledMetric(definition.name, pattern))
-    return compiled
-
-
-class MetricParser:
-    """The latest value of each metric seen so far in the lines fed to it."""
-
-    def __init__(self, definitions: Sequence[MetricDefinition] | None) -> None:
-        self.metrics = compile_definitions(definitions)
-        self.latest: dict[str, float] = {}
-
-    def feed(self, line: str) -> dict[str, float]:
-        """The metrics this line sets (also recorded in ``latest``)."""
-        found = {}
-        for metric in self.metrics:
-            value = metric.find(line)
-            if value is not None:
-                found[metric.name] = value
-        self.latest.update(found)
-        return found
+__all__ = ["MetricParser"]

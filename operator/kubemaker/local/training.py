@@ -56,8 +56,8 @@ from kubemaker.local.errors import (
     ManifestError,
     UnsupportedError,
 )
-from kubemaker.local.logmetrics import MetricParser
 from kubemaker.local.progress import Display, format_duration
+from kubemaker.metric_definitions import MetricParser, merge_final_metrics
 from kubemaker_runtime import contract
 from kubemaker_runtime.agent import Agent, AgentError
 from kubemaker_runtime.agent.report import clip
@@ -172,11 +172,12 @@ class LocalTrainingJob:
         self.manifest = manifest
         self.job_dir = workdir.resolve() / self.name
         check_local_uris(self.spec)
+        algo = self.spec.algorithm_specification
         try:
             self.image = resolve_image(self.spec, config)
+            self.metrics = MetricParser(algo.metric_definitions)
         except SpecError as exc:
             raise ManifestError(str(exc)) from None
-        algo = self.spec.algorithm_specification
         self.runtime = launch.resolve_runtime(
             algorithm_name=algo.algorithm_name,
             framework=algo.framework,
@@ -193,7 +194,6 @@ class LocalTrainingJob:
             )
         if self.runtime.kind == "docker":
             launch.require_docker(f"spec.algorithmSpecification: {self.runtime.image}")
-        self.metrics = MetricParser(algo.metric_definitions)
         self._metrics_lock = threading.Lock()
         self.hosts_names = naming.host_names(naming.job_name(self.name, 0), count)
         self.agent_config: AgentConfig = build_agent_config(
@@ -495,10 +495,9 @@ class LocalTrainingJob:
 
     def _result(self, prepare_failure: str | None) -> Result:
         first = self.hosts[0].report if self.hosts else None
-        metrics = dict(self.metrics.latest)
-        for host in reversed(self.hosts):  # the first host's values win, as in the operator
-            if host.report is not None:
-                metrics.update(host.report.final_metrics)
+        metrics = merge_final_metrics(
+            self.metrics.latest, [h.report.final_metrics for h in self.hosts if h.report]
+        )
         model = first.model_artifacts if first is not None else None
         if self.stop_cause is not None:
             code = EXIT_STOPPED if self.stop_cause == "MaxRuntimeExceeded" else EXIT_INTERRUPTED
