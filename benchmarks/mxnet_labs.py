@@ -3,9 +3,11 @@
 For each lab (MNIST / Fashion-MNIST x MLP / CNN) this trains the lab's script twice
 with the same seed and the workshop's full settings (10 epochs):
 
-- **direct**: the script with plain Python in the MXNet environment, no kubemaker code
-  at all (the ``train()``-interface labs are imported and called, as a notebook would;
-  the script-mode labs are run with their channel paths as flags);
+- **direct**: the script the manifest names, with the manifest's hyperparameters, run
+  with plain Python in the MXNet environment, no kubemaker code at all (the
+  ``train()``-interface labs are imported and called, as a notebook would; the
+  script-mode labs are run with hyperparameters and channel paths as flags): see
+  :func:`direct_command`, which tests/dataplane/test_mxnet_labs.py uses too;
 - **kubemaker**: the lab's ``trainingjob.yaml`` through kubemaker's data plane, as
   local mode runs it: see :func:`run_through_kubemaker`.
 
@@ -26,119 +28,167 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-VALIDATION_RE = re.compile(r"\[Epoch (\d+)\] Validation: accuracy=([0-9.]+)")
+DATASETS_SCRIPT = REPO / "scripts" / "datasets.py"
 
 
 @dataclasses.dataclass(frozen=True)
 class Lab:
     name: str
-    dataset: str
-    script: str  # under examples/<name>/code/
-    interface: str  # "train-function" or "script"
     published: float
     # Within this many points of the published figure, the lab is reproduced.
     tolerance_points: float
 
 
 LABS = {
-    "mnist-mlp": Lab("mnist-mlp", "mnist", "mnist_mlp.py", "train-function", 0.9734, 0.5),
-    "mnist-cnn": Lab("mnist-cnn", "mnist", "mnist_cnn.py", "script", 0.9905, 0.5),
-    "fashion-mnist-mlp": Lab(
-        "fashion-mnist-mlp", "fashion-mnist", "fashion_mnist_mlp.py", "train-function", 0.8853, 2.0
-    ),
-    "fashion-mnist-cnn": Lab(
-        "fashion-mnist-cnn", "fashion-mnist", "fashion_mnist_cnn.py", "script", 0.9055, 2.0
-    ),
+    "mnist-mlp": Lab("mnist-mlp", 0.9734, 0.5),
+    "mnist-cnn": Lab("mnist-cnn", 0.9905, 0.5),
+    "fashion-mnist-mlp": Lab("fashion-mnist-mlp", 0.8853, 2.0),
+    "fashion-mnist-cnn": Lab("fashion-mnist-cnn", 0.9055, 2.0),
 }
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("KUBEMAKER_CACHE") or Path.home() / ".cache" / "kubemaker")
-
-
 def mxnet_python() -> str:
-    found = os.environ.get("KUBEMAKER_MXNET_PYTHON") or str(cache_root() / "venv-mxnet/bin/python")
-    if not Path(found).exists():
-        sys.exit(f"no MXNet environment at {found}: run scripts/mxnet-env.sh")
-    return found
+    from kubemaker_runtime import frameworks
+
+    try:
+        return frameworks.get("mxnet").interpreter()
+    except frameworks.FrameworkUnavailable as exc:
+        sys.exit(str(exc))
 
 
-def dataset_dir(name: str) -> Path:
-    root = cache_root() / "datasets" / name
-    if not root.is_dir():
-        sys.exit(f"no {name} dataset at {root}: run python scripts/datasets.py {name}")
-    return root
+def stage(lab: str) -> Path:
+    """``scripts/datasets.py --example <lab>``: the lab's channels and code, where its
+    trainingjob.yaml reads them; their directory."""
+    done = subprocess.run(
+        [sys.executable, str(DATASETS_SCRIPT), "-q", "--example", lab],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(done.stdout.strip())
 
 
-def final_accuracy(output: str) -> float:
-    found = VALIDATION_RE.findall(output)
-    if not found:
-        raise RuntimeError(f"no validation accuracy in the output:\n{output[-3000:]}")
-    return float(found[-1][1])
+def load_manifest(path: Path) -> dict[str, Any]:
+    import yaml
+
+    manifest: dict[str, Any] = yaml.safe_load(path.read_text())
+    return manifest
 
 
-def run_direct(lab: Lab, epochs: int, seed: int, workdir: Path) -> tuple[float, float]:
-    """Plain Python: no kubemaker import anywhere in the process."""
-    data = dataset_dir(lab.dataset)
-    code = REPO / "examples" / lab.name / "code"
-    model_dir = workdir / f"{lab.name}-direct-model"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    if lab.interface == "train-function":
-        module = lab.script.removesuffix(".py")
+def _as_python(value: str) -> Any:
+    """A hyperparameter as a train() caller passes it: a number when it reads as one."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def direct_command(
+    python: str,
+    code_dir: Path,
+    entry_point: str,
+    channels: dict[str, Path],
+    hyperparameters: dict[str, str],
+    model_dir: Path,
+) -> list[str]:
+    """The command that runs a lab's script with plain Python (in ``code_dir``), as one
+    would without kubemaker: a ``train()``-interface module imported and called, as a
+    notebook would; a script-mode script with its hyperparameters and channels as flags."""
+    source = (code_dir / entry_point).read_text()
+    if "def train(" in source and "__main__" not in source:
+        module = entry_point.removesuffix(".py")
+        dirs = {name: str(path) for name, path in channels.items()}
+        hps = {name: _as_python(value) for name, value in hyperparameters.items()}
         program = (
             f"import {module} as lab\n"
-            f"net = lab.train({{'train': {str(data / 'train')!r}, 'test': {str(data / 'test')!r}}},"
-            f" {{'epochs': {epochs}, 'seed': {seed}}}, ['algo-1'], 0, current_host='algo-1')\n"
+            f"net = lab.train({dirs!r}, {hps!r}, ['algo-1'], 0, current_host='algo-1')\n"
             f"lab.save(net, {str(model_dir)!r})\n"
         )
-        cmd = [mxnet_python(), "-c", program]
-    else:
-        cmd = [
-            mxnet_python(),
-            lab.script,
-            "--train",
-            str(data / "train"),
-            "--test",
-            str(data / "test"),
-            "--model-dir",
-            str(model_dir),
-            "--epochs",
-            str(epochs),
-            "--seed",
-            str(seed),
-        ]
-    start = time.monotonic()
-    done = subprocess.run(cmd, cwd=code, capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - start
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"{lab.name} direct run failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
-        )
-    return final_accuracy(done.stdout + done.stderr), elapsed
+        return [python, "-c", program]
+    flags = [f"--{name}={value}" for name, value in sorted(hyperparameters.items())]
+    flags += [f"--{name}={path}" for name, path in channels.items()]
+    return [python, entry_point, *flags, f"--model-dir={model_dir}"]
 
 
-def manifest_for(lab: str, epochs: int, seed: int, workdir: Path) -> Path:
+def last_metric(manifest: dict[str, Any], name: str, output: str) -> float:
+    """A metric's last value in a direct run's output, found with the manifest's own
+    metricDefinitions regex (what kubemaker applies to the job's log)."""
+    definitions = manifest["spec"]["algorithmSpecification"]["metricDefinitions"]
+    regex = next(d["regex"] for d in definitions if d["name"] == name)
+    found = re.findall(regex, output)
+    if not found:
+        raise RuntimeError(f"no {name} in the output:\n{output[-3000:]}")
+    return float(found[-1])
+
+
+def lab_manifest(lab: Lab, epochs: int, seed: int, workdir: Path) -> Path:
     """The lab's trainingjob.yaml; a copy with other epochs / seed when asked for."""
     import yaml
 
-    path = REPO / "examples" / lab / "trainingjob.yaml"
-    manifest = yaml.safe_load(path.read_text())
+    path = REPO / "examples" / lab.name / "trainingjob.yaml"
+    manifest = load_manifest(path)
     hps = manifest["spec"]["hyperParameters"]
     if (hps.get("epochs"), hps.get("seed")) == (str(epochs), str(seed)):
         return path  # the full run: the manifest exactly as written
     hps["epochs"], hps["seed"] = str(epochs), str(seed)
-    copy = workdir / f"{lab}-trainingjob.yaml"
+    copy = workdir / f"{lab.name}-trainingjob.yaml"
     copy.write_text(yaml.safe_dump(manifest, sort_keys=False))
     return copy
+
+
+def timed_run(cmd: list[str], cwd: Path, what: str) -> tuple[str, float]:
+    """Run ``cmd`` to its end; its output (stdout then stderr) and wall time."""
+    start = time.monotonic()
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    return done.stdout + done.stderr, elapsed
+
+
+def run_direct(lab: Lab, epochs: int, seed: int, workdir: Path) -> tuple[float, float]:
+    """The manifest's script, channels and hyperparameters, with plain Python: no
+    kubemaker import anywhere in the process."""
+    staged = stage(lab.name)
+    manifest = load_manifest(lab_manifest(lab, epochs, seed, workdir))
+    spec = manifest["spec"]
+    code_dir = staged / "code"
+    model_dir = workdir / f"{lab.name}-direct-model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    cmd = direct_command(
+        mxnet_python(),
+        code_dir,
+        spec["algorithmSpecification"]["entryPoint"],
+        {"train": staged / "train", "test": staged / "test"},
+        spec["hyperParameters"],
+        model_dir,
+    )
+    output, elapsed = timed_run(cmd, code_dir, f"{lab.name}: the direct run")
+    return last_metric(manifest, "validation:accuracy", output), elapsed
+
+
+def local_train(manifest: Path, workdir: Path) -> tuple[dict[str, Any], float]:
+    """``kubemaker local train -f <manifest>``: the job's record, and the wall time."""
+    name = load_manifest(manifest)["metadata"]["name"]
+    jobs_dir = workdir / "local"
+    cmd = [sys.executable, "-m", "kubemaker", "local", "train", "-f", str(manifest)]
+    cmd += ["--workdir", str(jobs_dir), "--no-progress"]
+    _, elapsed = timed_run(cmd, REPO, f"{name}: kubemaker local train")
+    record: dict[str, Any] = json.loads((jobs_dir / name / "trainingjob.json").read_text())
+    return record, elapsed
+
+
+def final_metrics(record: dict[str, Any]) -> dict[str, float]:
+    return {m["metricName"]: m["value"] for m in record["status"]["finalMetricDataList"]}
 
 
 def run_through_kubemaker(lab: Lab, epochs: int, seed: int, workdir: Path) -> tuple[float, float]:
@@ -146,67 +196,21 @@ def run_through_kubemaker(lab: Lab, epochs: int, seed: int, workdir: Path) -> tu
     the API model, the agent's configuration built by the operator's builder, then the
     agent and the MXNet image's ``train`` entry point as local processes. The accuracy
     is the job's ``validation:accuracy`` from its status (the metricDefinitions)."""
-    stage = [sys.executable, str(REPO / "scripts/datasets.py"), "-q", "--example", lab.name]
-    subprocess.run(stage, check=True, stdout=subprocess.DEVNULL)
-    manifest = manifest_for(lab.name, epochs, seed, workdir)
-    jobs_dir = workdir / "local"
-    cmd = [
-        sys.executable,
-        "-m",
-        "kubemaker",
-        "local",
-        "train",
-        "-f",
-        str(manifest),
-        "--workdir",
-        str(jobs_dir),
-        "--no-progress",
-    ]
-    start = time.monotonic()
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - start
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"{lab.name}: kubemaker local train failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
-        )
-    record = json.loads((jobs_dir / lab.name / "trainingjob.json").read_text())
-    metrics = {m["metricName"]: m["value"] for m in record["status"]["finalMetricDataList"]}
-    return float(metrics["validation:accuracy"]), elapsed
+    stage(lab.name)
+    record, elapsed = local_train(lab_manifest(lab, epochs, seed, workdir), workdir)
+    return float(final_metrics(record)["validation:accuracy"]), elapsed
 
 
 def run_recommender(workdir: Path) -> str:
     """Both recommender manifests through ``kubemaker local train``; their RMSE table."""
-    stage = [sys.executable, str(REPO / "scripts/datasets.py"), "-q", "--example", "recommender-mf"]
-    subprocess.run(stage, check=True, stdout=subprocess.DEVNULL)
+    stage("recommender-mf")
     lines = [
         "| model | held-out RMSE | global-mean baseline | improvement | wall time |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for manifest in ("trainingjob.yaml", "trainingjob-neural.yaml"):
-        path = REPO / "examples" / "recommender-mf" / manifest
-        jobs_dir = workdir / "local"
-        cmd = [
-            sys.executable,
-            "-m",
-            "kubemaker",
-            "local",
-            "train",
-            "-f",
-            str(path),
-            "--workdir",
-            str(jobs_dir),
-            "--no-progress",
-        ]
-        start = time.monotonic()
-        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
-        elapsed = time.monotonic() - start
-        if done.returncode != 0:
-            raise RuntimeError(f"{manifest} failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
-        import yaml
-
-        name = yaml.safe_load(path.read_text())["metadata"]["name"]
-        record = json.loads((jobs_dir / name / "trainingjob.json").read_text())
-        metrics = {m["metricName"]: m["value"] for m in record["status"]["finalMetricDataList"]}
+        record, elapsed = local_train(REPO / "examples" / "recommender-mf" / manifest, workdir)
+        metrics = final_metrics(record)
         rmse, baseline = metrics["test:rmse"], metrics["baseline:rmse"]
         model = record["spec"]["hyperParameters"]["model"]
         print(f"recommender {model}: rmse {rmse:.4f} (baseline {baseline:.4f})", flush=True)

@@ -3,9 +3,12 @@
 #
 # MXNet 1.9.1 still calls numpy aliases removed in numpy 1.24 (np.bool, ...), so it lives in
 # its own Python 3.11 venv outside the checkout, at $KUBEMAKER_CACHE/venv-mxnet, with the
-# kubemaker runtime installed editable from this checkout (the `mxnet` extra, which pins
-# numpy<1.24 and pulls nothing that needs a newer numpy). The project's main venv keeps
-# numpy 2. Running it again is a no-op unless pyproject.toml changed since the last build.
+# third-party packages of the `mxnet` extra (which pins numpy<1.24) and of the runtime.
+# kubemaker's own code is not installed there: whoever runs it (local mode, the tests)
+# puts the checkout's images/ first on PYTHONPATH, so one environment serves every
+# checkout on the machine, and a CI clone never rebuilds it or points it elsewhere. The
+# project's main venv keeps numpy 2. Running it again is a no-op unless pyproject.toml's
+# dependencies or this script changed since the last build.
 #
 #   scripts/mxnet-env.sh            # build if needed; print .../venv-mxnet/bin/python
 #   scripts/mxnet-env.sh --force    # rebuild from scratch
@@ -17,13 +20,19 @@ venv="$cache/venv-mxnet"
 python_bin="$venv/bin/python"
 stamp="$venv/.kubemaker-installed"
 # What the environment was built from: a change to either rebuilds it.
-want="$(cat "$repo/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1) $repo"
+# The requirements of the runtime and the `mxnet` extra, without kubemaker itself.
+requirements="$(python3 - "$repo/pyproject.toml" <<'PY'
+import sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+extras = project["optional-dependencies"]
+for requirement in project["dependencies"] + extras["runtime"] + extras["mxnet"]:
+    if not requirement.startswith("kubemaker"):
+        print(requirement)
+PY
+)"
+want="$(printf '%s\n' "$requirements" | cat - "$0" | sha256sum | cut -d' ' -f1)"
 
-if [[ "${1:-}" == "--force" ]]; then
-    rm -rf "$venv"
-fi
-
-if [[ -x "$python_bin" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+if [[ "${1:-}" != "--force" && -x "$python_bin" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     echo "$python_bin"
     exit 0
 fi
@@ -41,6 +50,8 @@ if [[ -z "$interp" ]]; then
     done
 fi
 
+# Built from scratch, so nothing an older build installed stays behind.
+rm -rf "$venv"
 mkdir -p "$cache"
 if command -v uv >/dev/null; then
     log "creating $venv with uv"
@@ -55,11 +66,12 @@ else
     install=("$venv/bin/python" -m pip install -q)
 fi
 
-log "installing mxnet==1.9.1, numpy<1.24 and kubemaker (editable, extra [mxnet])"
-"${install[@]}" -e "$repo[mxnet]" >&2
+log "installing mxnet==1.9.1, numpy<1.24 and the runtime's packages"
+mapfile -t packages <<<"$requirements"
+"${install[@]}" "${packages[@]}" >&2
 
 # Fail here, not in the first test, if the pins did not hold.
-"$python_bin" - <<'PY' >&2
+PYTHONPATH="$repo/images" "$python_bin" - <<'PY' >&2
 import mxnet, numpy, pyarrow.parquet
 assert mxnet.__version__ == "1.9.1", mxnet.__version__
 assert tuple(int(p) for p in numpy.__version__.split(".")[:2]) < (1, 24), numpy.__version__

@@ -1,28 +1,33 @@
-"""Shared fixtures for the data-plane tests: a real S3 server on loopback.
+"""Shared fixtures for the data-plane tests: a real S3 server on loopback, the MXNet
+environment.
 
 The S3 server is moto in *server* mode, started once per session as its own process
 on a free 127.0.0.1 port. The session's environment points boto3 at it (dummy
 credentials, ``AWS_ENDPOINT_URL_S3``), so agents and algorithms started as
 subprocesses talk to it through boto3's standard chain, as they would to MinIO.
+
+Helpers that are not fixtures live in the ``*_support`` modules next to this file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from process_support import free_port, stop, wait_for
+
+from kubemaker_runtime import frameworks
 
 SERVER_START_TIMEOUT = 30.0
 
@@ -38,25 +43,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.dataplane)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return True
-        except urllib.error.HTTPError:
-            return True  # an HTTP answer of any status: the server is up
-        except OSError:
-            time.sleep(0.1)
-    return False
+def _started(process: subprocess.Popen[bytes], url: str) -> bool:
+    """The server answers HTTP (any status), or its process has exited."""
+    if process.poll() is not None:
+        return True
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
 
 
 @pytest.fixture(scope="session")
@@ -88,10 +83,17 @@ def s3_endpoint(aws_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            if _wait_for_http(url + "/moto-api/", process, SERVER_START_TIMEOUT):
+            try:
+                wait_for(
+                    functools.partial(_started, process, url + "/moto-api/"),
+                    SERVER_START_TIMEOUT, "the moto server to answer",
+                )  # fmt: skip
+            except BaseException:
+                stop(process, timeout=10)
+                raise
+            if process.poll() is None:
                 break
-            process.terminate()
-            process.wait(10)
+            # Most likely the port was taken between free_port() and the bind: retry.
             process = None
         if process is None:
             pytest.fail(f"moto server did not start; log:\n{log_path.read_text()[-2000:]}")
@@ -111,12 +113,7 @@ def s3_endpoint(aws_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -138,23 +135,6 @@ def s3_bucket(s3_client: Any) -> Iterator[str]:
         if keys:
             s3_client.delete_objects(Bucket=name, Delete={"Objects": keys})
     s3_client.delete_bucket(Bucket=name)
-
-
-@pytest.fixture
-def wait_until() -> Callable[..., Any]:
-    """``wait_until(condition, timeout=..., message=...)``: poll until truthy, or fail."""
-
-    def wait(condition: Callable[[], Any], timeout: float = 30.0, message: str = "") -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout} s waiting for {message or condition}")
-            time.sleep(0.05)
-
-    return wait
 
 
 class _Unavailable(BaseHTTPRequestHandler):
@@ -197,3 +177,42 @@ def unavailable_s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- the MXNet environment ------------------------------------------------------------------
+
+
+def _with_checkout(env: dict[str, str], python: str) -> dict[str, str]:
+    env["KUBEMAKER_MXNET_PYTHON"] = python
+    # This checkout's runtime, whatever checkout the environment was built from.
+    repo = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo / "images"), env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.fixture(scope="session")
+def mxnet_python() -> str:
+    """The MXNet environment's interpreter, checked to import this checkout's runtime."""
+    try:
+        python = frameworks.get("mxnet").interpreter()
+    except frameworks.FrameworkUnavailable as exc:
+        pytest.fail(str(exc))
+    check = subprocess.run(
+        [python, "-c", "import mxnet, numpy, kubemaker_runtime.frameworks.mxnet.training"],
+        env=_with_checkout(dict(os.environ), python),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check.returncode != 0:
+        pytest.fail(
+            "the MXNet environment is broken; rebuild it with scripts/mxnet-env.sh --force\n"
+            + check.stderr[-1500:]
+        )
+    return python
+
+
+@pytest.fixture
+def mxnet_env(mxnet_python: str) -> dict[str, str]:
+    """The environment of processes in the MXNet environment (read per test: S3 settings)."""
+    return _with_checkout(dict(os.environ), mxnet_python)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from process_support import wait_for
 
 from kubemaker_runtime.agent import Agent, AgentError
 from kubemaker_runtime.contract import Paths
@@ -32,7 +32,7 @@ def s3_body(s3_client: Any, bucket: str, key: str) -> bytes | None:
 
 
 def test_restore_then_sync_while_running_and_at_the_end(
-    s3_client: Any, s3_bucket: str, tmp_path: Path, wait_until: Callable[..., Any]
+    s3_client: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
     prefix = "checkpoints/ckpt-job"
     s3_client.put_object(Bucket=s3_bucket, Key=f"{prefix}/epoch-1.ckpt", Body=b"one")
@@ -49,13 +49,13 @@ def test_restore_then_sync_while_running_and_at_the_end(
 
     with agent.running():
         (paths.checkpoints_dir / "epoch-2.ckpt").write_bytes(b"two")
-        wait_until(
+        wait_for(
             lambda: s3_body(s3_client, s3_bucket, f"{prefix}/epoch-2.ckpt") == b"two",
             15,
             "the periodic sync",
         )
         (paths.checkpoints_dir / "state" / "optimizer.json").write_bytes(b'{"step": 2}')
-        wait_until(
+        wait_for(
             lambda: (
                 s3_body(s3_client, s3_bucket, f"{prefix}/state/optimizer.json") == b'{"step": 2}'
             ),

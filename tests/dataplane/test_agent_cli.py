@@ -15,11 +15,11 @@ import signal
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from process_support import wait_for
 
 from kubemaker_runtime import contract
 from kubemaker_runtime.agent.configfiles import build_config_files
@@ -73,7 +73,7 @@ def finish(process: subprocess.Popen[str], timeout: float = 60) -> tuple[int, st
 
 
 def test_sidecar_lifecycle_with_a_pipe_mode_byoc_algorithm(
-    s3_client: Any, s3_bucket: str, tmp_path: Path, wait_until: Callable[..., Any]
+    s3_client: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
     rng = np.random.default_rng(7)
     features = rng.normal(size=(300, 2))
@@ -97,7 +97,7 @@ def test_sidecar_lifecycle_with_a_pipe_mode_byoc_algorithm(
 
     sidecar = pod.sidecar(config)
     try:
-        wait_until(lambda: pod.probe() == 0 or sidecar.poll() is not None, 60, "the probe")
+        wait_for(lambda: pod.probe() == 0 or sidecar.poll() is not None, 60, "the probe")
         assert sidecar.poll() is None, sidecar.communicate()[0]
         assert pod.paths.pipe_fifo("train", 0).is_fifo()
         # Writable by an algorithm running as another user.

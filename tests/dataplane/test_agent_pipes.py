@@ -8,9 +8,10 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from process_support import wait_for
 
 from kubemaker_runtime.agent import Agent
 from kubemaker_runtime.contract import Paths
@@ -56,7 +57,7 @@ def put_objects(s3_client: Any, bucket: str, bodies: dict[str, bytes]) -> None:
 
 
 def test_two_epochs_read_to_the_end_by_another_process(
-    s3_client: Any, s3_bucket: str, tmp_path: Path, wait_until: Callable[..., Any]
+    s3_client: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
     bodies = {f"{d}/part-{i}.csv": f"{d},{i}\n".encode() * 8000 for d in "ab" for i in range(4)}
     put_objects(s3_client, s3_bucket, bodies)
@@ -70,8 +71,8 @@ def test_two_epochs_read_to_the_end_by_another_process(
     with agent.running():
         epochs = run_reader(paths, 2)
         # Epoch 2 is offered once epoch 1 is consumed; consumed FIFOs go away.
-        wait_until(lambda: paths.pipe_fifo("train", 2).is_fifo(), 10, "the epoch-2 FIFO")
-        wait_until(lambda: not paths.pipe_fifo("train", 0).exists(), 10, "epoch 0 removed")
+        wait_for(lambda: paths.pipe_fifo("train", 2).is_fifo(), 10, "the epoch-2 FIFO")
+        wait_for(lambda: not paths.pipe_fifo("train", 0).exists(), 10, "epoch 0 removed")
     assert epochs == [expected, expected]
     report = agent.finish()
     assert report.outcome == "Completed"

@@ -11,7 +11,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from test_local_training import EXAMPLE
+from localmode_support import EXAMPLE
 
 DEMO_TIMEOUT = 600
 

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 import yaml
-from test_local_training import EXAMPLE, kubemaker, output
+from localmode_support import EXAMPLE, kubemaker, output
 
 from kubemaker.api import Endpoint, TrainingJob
 from kubemaker.config import OperatorConfig
 from kubemaker.local.errors import ManifestError
-from kubemaker.local.logmetrics import MetricParser
 from kubemaker.local.manifest import (
     load_endpoint_or_training_job,
     load_training_job,
@@ -22,6 +21,7 @@ from kubemaker.local.manifest import (
 )
 from kubemaker.local.progress import Display
 from kubemaker.local.training import LocalTrainingJob
+from kubemaker.metric_definitions import MetricParser
 
 EXAMPLE_JOB = EXAMPLE / "trainingjob.yaml"
 
@@ -179,19 +179,6 @@ def test_metric_regexes_match_as_printed_and_as_cloudwatch_shows_them() -> None:
     }
     assert parser.feed("validation-auc:0.99 without a round") == {}
     assert parser.latest == {"train:auc": 0.92, "validation:auc": 0.9}
-
-
-def test_metric_regex_without_a_group_and_odd_values() -> None:
-    from kubemaker.api import MetricDefinition
-
-    parser = MetricParser(
-        [
-            MetricDefinition(name="loss", regex=r"(?<=loss=)[0-9.]+"),
-            MetricDefinition(name="acc", regex=r"acc=(\S+)"),
-        ]
-    )
-    assert parser.feed("epoch 1 loss=0.25 acc=nan") == {"loss": 0.25}
-    assert parser.feed("acc=n/a") == {}
 
 
 def test_a_bad_manifest_exits_2_with_the_field(tmp_path: Path) -> None:

@@ -12,10 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
-from test_local_training import local_train, output, read_record
-
-from kubemaker_runtime import frameworks
+from localmode_support import local_train, output, read_record, status_metrics, write_manifest
 
 pytestmark = pytest.mark.mxnet
 
@@ -29,12 +26,12 @@ DIST = """
     def train(hyperparameters, hosts, current_host, model_dir, **kwargs):
         kv = mx.kv.create("dist_sync")
         rank = hosts.index(current_host)
-        mx.random.seed(rank)
+        mx.random.seed(rank)  # different initial weights: dist_sync must align them
         net = gluon.nn.HybridSequential()
         net.add(gluon.nn.Dense(1, in_units=3))
         net.initialize(mx.init.Normal(1.0))
         trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1}, kvstore=kv)
-        rng = np.random.RandomState(rank)
+        rng = np.random.RandomState(rank)  # and each host its own data
         x = mx.nd.array(rng.rand(32, 3))
         y = mx.nd.array(x.asnumpy() @ np.array([1.0, -2.0, 3.0]))
         for epoch in range(int(hyperparameters.get("epochs", 10))):
@@ -43,20 +40,12 @@ DIST = """
             loss.backward()
             trainer.step(32)
             print(f"epoch {epoch} loss={loss.mean().asscalar():.6f}", flush=True)
-        report = {"rank": kv.rank, "num_workers": kv.num_workers,
+        report = {"rank": kv.rank, "num_workers": kv.num_workers, "type": kv.type,
                   "weight": net[0].weight.data().asnumpy().tolist()}
         with open(os.path.join(kwargs["output_data_dir"], "dist.json"), "w") as f:
             json.dump(report, f)
         return None  # nothing to export: the test reads dist.json
 """
-
-
-@pytest.fixture(scope="module")
-def mxnet_python() -> str:
-    try:
-        return frameworks.get("mxnet").interpreter()
-    except frameworks.FrameworkUnavailable as exc:
-        pytest.fail(str(exc))
 
 
 def test_two_mxnet_hosts_train_with_dist_sync(mxnet_python: str, tmp_path: Path) -> None:
@@ -79,8 +68,7 @@ def test_two_mxnet_hosts_train_with_dist_sync(mxnet_python: str, tmp_path: Path)
             "resourceConfig": {"instanceType": "ml.m5.large", "instanceCount": 2},
         },
     }
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(manifest))
+    path = write_manifest(tmp_path / "job.yaml", manifest)
 
     done = local_train(path, tmp_path / "work")
 
@@ -91,13 +79,13 @@ def test_two_mxnet_hosts_train_with_dist_sync(mxnet_python: str, tmp_path: Path)
         for i in range(2)
     ]
     assert sorted(s["rank"] for s in seen) == [0, 1]
-    assert all(s["num_workers"] == 2 for s in seen)
+    assert all(s["num_workers"] == 2 and s["type"] == "dist_sync" for s in seen)
     # Different seeds and data, one model: the parameter servers kept the hosts in step.
     assert seen[0]["weight"] == seen[1]["weight"]
     assert "mxnet-dist-1 | epoch 19 loss=" in done.stdout
     record = read_record(tmp_path / "work", "mxnet-dist")
     assert record["status"]["trainingJobStatus"] == "Completed"
-    assert {m["metricName"] for m in record["status"]["finalMetricDataList"]} == {"loss"}
+    assert set(status_metrics(record)) == {"loss"}
     model = tmp_path / "output" / "mxnet-dist" / "output" / "model.tar.gz"
     assert model.is_file()
     assert (tmp_path / "output" / "mxnet-dist" / "output" / "output.tar.gz").is_file()

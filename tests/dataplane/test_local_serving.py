@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 import yaml
-from test_local_training import (
+from localmode_support import (
     EXAMPLE,
     bank_manifest,
     kubemaker,
@@ -36,6 +36,7 @@ from test_local_training import (
     prepare_bank,
     write_manifest,
 )
+from process_support import stop
 
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 40.0
@@ -118,13 +119,7 @@ def serving(*args: str) -> Iterator[Server]:
         assert match is not None
         yield Server(process, match.group(3), match.group(1), lines)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, STOP_TIMEOUT, signal.SIGINT)
 
 
 def invoke(url: str, rows: list[str], **headers: str) -> bytes:

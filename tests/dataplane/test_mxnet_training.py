@@ -4,143 +4,49 @@ Each job is a TrainingJob manifest run by ``kubemaker local train``: the agent p
 each host, the MXNet image's ``train`` entry point runs as a process in the MXNet
 environment, the agent finishes (model.tar.gz). The scripts are small ones written
 here: script mode, the original ``train()`` interface, failing scripts, sourceDir as a
-tarball on S3, a 2-host ``dist_sync`` job on loopback, and a trained model served over
-HTTP by the image's ``serve`` entry point.
+tarball on S3, and a trained model served over HTTP by the image's ``serve`` entry
+point. Two hosts with ``dist_sync`` are test_local_mxnet.py's.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import tarfile
 import textwrap
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-
-from kubemaker_runtime import frameworks
+from mxnet_support import invoke, model_server, run_job, unpack_model
 
 pytestmark = pytest.mark.mxnet
 
-REPO = Path(__file__).resolve().parents[2]
-SERVER_START_TIMEOUT = 60.0
-JOB_TIMEOUT = 600
 
-
-@pytest.fixture(scope="session")
-def mxnet_python() -> str:
-    """The MXNet environment's interpreter, checked to import this checkout's runtime."""
-    try:
-        python = frameworks.get("mxnet").interpreter()
-    except frameworks.FrameworkUnavailable as exc:
-        pytest.fail(str(exc))
-    check = subprocess.run(
-        [python, "-c", "import mxnet, numpy, kubemaker_runtime.frameworks.mxnet.training"],
-        env=_with_checkout(dict(os.environ), python),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check.returncode != 0:
-        pytest.fail(
-            "the MXNet environment is broken; rebuild it with scripts/mxnet-env.sh --force\n"
-            + check.stderr[-1500:]
-        )
-    return python
-
-
-def _with_checkout(env: dict[str, str], python: str) -> dict[str, str]:
-    env["KUBEMAKER_MXNET_PYTHON"] = python
-    # This checkout's runtime, whatever checkout the environment was built from.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "images"), env.get("PYTHONPATH")]))
-    return env
-
-
-@pytest.fixture
-def mxnet_env(mxnet_python: str) -> dict[str, str]:
-    """The environment of processes in the MXNet environment (read per test: S3 settings)."""
-    return _with_checkout(dict(os.environ), mxnet_python)
-
-
-def write_script(directory: Path, name: str, source: str) -> Path:
+def write_script(tmp_path: Path, name: str, source: str) -> None:
+    """A script in the directory that is a job's sourceDir by default (``tmp_path/src``)."""
+    directory = tmp_path / "src"
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    path.write_text(textwrap.dedent(source))
-    return path
-
-
-@dataclass(frozen=True)
-class LocalRun:
-    exit_code: int
-    status: dict[str, Any]
-    output: str
-    job_dir: Path
-
-    @property
-    def failure_reason(self) -> str:
-        return str(self.status.get("failureReason", ""))
-
-    @property
-    def model_artifacts(self) -> str:
-        return str(self.status["modelArtifacts"]["s3ModelArtifacts"])
-
-    def host_dir(self, index: int = 0) -> Path:
-        """What /opt/ml is for that host."""
-        return self.job_dir / f"host-{index}"
-
-    def metric(self, name: str) -> float:
-        values = {m["metricName"]: m["value"] for m in self.status["finalMetricDataList"]}
-        return float(values[name])
-
-
-def local_train(manifest: dict[str, Any], workdir: Path, env: dict[str, str]) -> LocalRun:
-    """``kubemaker local train -f <manifest>``, as a user runs it."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    name = manifest["metadata"]["name"]
-    path = workdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
-    command = [sys.executable, "-m", "kubemaker", "local", "train", "-f", str(path)]
-    command += ["--workdir", str(workdir / "jobs"), "--no-progress"]
-    done = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT, check=False
-    )
-    job_dir = workdir / "jobs" / name
-    record = job_dir / "trainingjob.json"
-    if not record.exists():
-        pytest.fail(f"kubemaker local train left no record:\n{done.stdout}\n{done.stderr}")
-    status = json.loads(record.read_text())["status"]
-    return LocalRun(done.returncode, status, done.stdout + done.stderr, job_dir)
+    (directory / name).write_text(textwrap.dedent(source))
 
 
 def job_manifest(
     tmp_path: Path,
     *,
     entry_point: str,
-    source_dir: str,
+    source_dir: str | None = None,
     hyper_parameters: dict[str, str] | None = None,
     channels: dict[str, Path] | None = None,
-    instance_count: int = 1,
-    name: str = "mxnet-test",
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "algorithmSpecification": {
             "framework": "mxnet",
             "entryPoint": entry_point,
-            "sourceDir": source_dir,
+            "sourceDir": source_dir or f"file://{tmp_path / 'src'}",
         },
         "hyperParameters": hyper_parameters or {},
         "outputDataConfig": {"s3OutputPath": f"file://{tmp_path}/output"},
-        "resourceConfig": {"instanceType": "ml.m5.large", "instanceCount": instance_count},
+        "resourceConfig": {"instanceType": "ml.m5.large", "instanceCount": 1},
         "stoppingCondition": {"maxRuntimeInSeconds": 600},
     }
     if channels:
@@ -150,7 +56,7 @@ def job_manifest(
     return {
         "apiVersion": "kubemaker.io/v1alpha1",
         "kind": "TrainingJob",
-        "metadata": {"name": name},
+        "metadata": {"name": "mxnet-test"},
         "spec": spec,
     }
 
@@ -161,13 +67,6 @@ def train_channel(tmp_path: Path) -> Path:
     channel.mkdir(parents=True)
     (channel / "rows.csv").write_text("1,2,3,4\n5,6,7,8\n")
     return channel
-
-
-def unpack_model(uri: str, dest: Path) -> Path:
-    assert uri.startswith("file://"), uri
-    with tarfile.open(uri.removeprefix("file://")) as tf:
-        tf.extractall(dest, filter="data")
-    return dest
 
 
 # --- script mode ------------------------------------------------------------------------
@@ -187,15 +86,14 @@ SCRIPT_MODE = """
 def test_script_mode_gets_hyperparameters_as_arguments_and_sm_variables(
     tmp_path: Path, train_channel: Path, mxnet_env: dict[str, str]
 ) -> None:
-    write_script(tmp_path / "src", "train.py", SCRIPT_MODE)
+    write_script(tmp_path, "train.py", SCRIPT_MODE)
     manifest = job_manifest(
         tmp_path,
         entry_point="train.py",
-        source_dir=f"file://{tmp_path / 'src'}",
         hyper_parameters={"batch-size": "64", "learning-rate": "0.05", "optimizer": "sgd"},
         channels={"train": train_channel},
     )
-    run = local_train(manifest, tmp_path / "job", mxnet_env)
+    run = run_job(manifest, tmp_path / "job", mxnet_env)
     assert run.exit_code == 0, run.output
     model = unpack_model(run.model_artifacts, tmp_path / "model")
     seen = json.loads((model / "seen.json").read_text())
@@ -240,7 +138,7 @@ def test_source_dir_as_a_tarball_on_s3(
         hyper_parameters={"epochs": "2"},
         channels={"train": train_channel},
     )
-    run = local_train(manifest, tmp_path / "job", mxnet_env)
+    run = run_job(manifest, tmp_path / "job", mxnet_env)
     assert run.exit_code == 0, run.output
     assert (run.host_dir() / "code" / "helper" / "__init__.py").is_file()
     model = unpack_model(run.model_artifacts, tmp_path / "model")
@@ -271,15 +169,14 @@ LEGACY = """
 def test_train_function_interface_default_save_and_serving(
     tmp_path: Path, train_channel: Path, mxnet_env: dict[str, str]
 ) -> None:
-    write_script(tmp_path / "src", "legacy_train.py", LEGACY)
+    write_script(tmp_path, "legacy_train.py", LEGACY)
     manifest = job_manifest(
         tmp_path,
         entry_point="legacy_train.py",
-        source_dir=f"file://{tmp_path / 'src'}",
         hyper_parameters={"weight": "0.5", "epochs": "3", "name": "lab"},
         channels={"train": train_channel},
     )
-    run = local_train(manifest, tmp_path / "job", mxnet_env)
+    run = run_job(manifest, tmp_path / "job", mxnet_env)
     assert run.exit_code == 0, run.output
     seen = json.loads((run.host_dir() / "output" / "data" / "kwargs.json").read_text())
     # Values JSON-decoded, sagemaker_* kept out, as SageMaker's container did.
@@ -296,18 +193,19 @@ def test_train_function_interface_default_save_and_serving(
     model = unpack_model(run.model_artifacts, tmp_path / "model")
     assert {"model-symbol.json", "model-0000.params", "code"} <= {p.name for p in model.iterdir()}
 
-    with model_server(model, mxnet_env, tmp_path / "serve.log") as url:
+    with model_server(model, mxnet_env, tmp_path) as server:
         # Default handlers: JSON and CSV rows in, the network's outputs back.
         body = json.dumps([[1, 2, 3, 4], [5, 6, 7, 8]]).encode()
-        assert json.loads(invoke(url, body, "application/json")) == [[5.0, 5.0], [13.0, 13.0]]
-        csv_out = invoke(url, b"1,2,3,4\n5,6,7,8\n", "text/csv", accept="text/csv")
+        assert json.loads(invoke(server, body, "application/json")) == [[5.0, 5.0], [13.0, 13.0]]
+        csv_out = invoke(server, b"1,2,3,4\n5,6,7,8\n", "text/csv", accept="text/csv")
         assert csv_out.decode().splitlines() == ["5.0,5.0", "13.0,13.0"]
-        status, message = invoke_error(url, b"1,2,3\n", "text/csv")
-        assert status == 400 and "shape (1, 3)" in message
-        status, message = invoke_error(url, b"not,numbers\n", "text/csv")
-        assert status == 400 and "as numbers" in message
-        status, _ = invoke_error(url, b"\x00", "image/gif")
-        assert status == 415
+        csv = {"Content-Type": "text/csv"}
+        response = server.post("/invocations", b"1,2,3\n", **csv)
+        assert response.status_code == 400 and "shape (1, 3)" in response.text
+        response = server.post("/invocations", b"not,numbers\n", **csv)
+        assert response.status_code == 400 and "as numbers" in response.text
+        response = server.post("/invocations", b"\x00", **{"Content-Type": "image/gif"})
+        assert response.status_code == 415
 
 
 # --- failures ---------------------------------------------------------------------------
@@ -317,7 +215,7 @@ def test_a_failing_script_reason_reaches_the_report(
     tmp_path: Path, mxnet_env: dict[str, str]
 ) -> None:
     write_script(
-        tmp_path / "src",
+        tmp_path,
         "train.py",
         """
         import sys
@@ -330,10 +228,9 @@ def test_a_failing_script_reason_reaches_the_report(
     manifest = job_manifest(
         tmp_path,
         entry_point="train.py",
-        source_dir=f"file://{tmp_path / 'src'}",
         hyper_parameters={"learning-rate": "-1"},
     )
-    run = local_train(manifest, tmp_path / "job", mxnet_env)
+    run = run_job(manifest, tmp_path / "job", mxnet_env)
     assert run.exit_code == 1
     reason = run.failure_reason
     assert reason.startswith("AlgorithmError: ExecuteUserScriptError:"), reason
@@ -347,151 +244,21 @@ def test_a_failing_train_function_and_a_missing_entry_point(
     tmp_path: Path, mxnet_env: dict[str, str]
 ) -> None:
     write_script(
-        tmp_path / "src",
+        tmp_path,
         "broken.py",
         """
         def train(hyperparameters):
             raise KeyError("channel 'train' was not given")
         """,
     )
-    manifest = job_manifest(
-        tmp_path, entry_point="broken.py", source_dir=f"file://{tmp_path / 'src'}"
-    )
-    run = local_train(manifest, tmp_path / "a", mxnet_env)
+    manifest = job_manifest(tmp_path, entry_point="broken.py")
+    run = run_job(manifest, tmp_path / "a", mxnet_env)
     assert run.exit_code == 1
     assert "KeyError: \"channel 'train' was not given\"" in run.failure_reason
     assert 'Command "train() of broken.py"' in run.failure_reason
 
-    manifest = job_manifest(
-        tmp_path, entry_point="nope.py", source_dir=f"file://{tmp_path / 'src'}"
-    )
-    run = local_train(manifest, tmp_path / "b", mxnet_env)
+    manifest = job_manifest(tmp_path, entry_point="nope.py")
+    run = run_job(manifest, tmp_path / "b", mxnet_env)
     assert run.exit_code != 0
     reason = run.failure_reason
     assert reason.startswith("ClientError: entry point 'nope.py' not found"), reason
-
-
-# --- distributed: dist_sync across two hosts on loopback --------------------------------
-
-DIST = """
-    import json, os
-    import mxnet as mx
-    import numpy as np
-    from mxnet import autograd, gluon
-
-    def train(hyperparameters, hosts, current_host, model_dir, **kwargs):
-        kv = mx.kv.create("dist_sync")
-        rank = hosts.index(current_host)
-        mx.random.seed(rank)  # different initial weights: dist_sync must align them
-        net = gluon.nn.HybridSequential()
-        net.add(gluon.nn.Dense(1, in_units=3))
-        net.initialize(mx.init.Normal(1.0))
-        trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1}, kvstore=kv)
-        rng = np.random.RandomState(rank)  # and each host its own data
-        x = mx.nd.array(rng.rand(32, 3))
-        y = mx.nd.array(x.asnumpy() @ np.array([1.0, -2.0, 3.0]))
-        for _ in range(20):
-            with autograd.record():
-                loss = gluon.loss.L2Loss()(net(x), y)
-            loss.backward()
-            trainer.step(32)
-        report = {"rank": kv.rank, "num_workers": kv.num_workers, "type": kv.type,
-                  "weight": net[0].weight.data().asnumpy().tolist()}
-        out = os.path.join(kwargs["output_data_dir"], "dist.json")
-        with open(out, "w") as f:
-            json.dump(report, f)
-        return None
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_two_hosts_train_with_dist_sync_on_loopback(
-    tmp_path: Path, mxnet_env: dict[str, str]
-) -> None:
-    write_script(tmp_path / "src", "dist.py", DIST)
-    manifest = job_manifest(
-        tmp_path,
-        entry_point="dist.py",
-        source_dir=f"file://{tmp_path / 'src'}",
-        instance_count=2,
-    )
-    # Local mode gives each host's process the other hosts' addresses (loopback) and
-    # the scheduler's port; the image starts the scheduler, the servers and the workers.
-    run = local_train(manifest, tmp_path / "job", mxnet_env)
-    assert run.exit_code == 0, run.output
-    seen = [
-        json.loads((run.host_dir(i) / "output" / "data" / "dist.json").read_text())
-        for i in range(2)
-    ]
-    assert sorted(s["rank"] for s in seen) == [0, 1]
-    assert all(s["num_workers"] == 2 and s["type"] == "dist_sync" for s in seen)
-    # Different seeds, different data, yet one model: the servers kept them in step.
-    assert seen[0]["weight"] == seen[1]["weight"]
-
-
-# --- helpers: a model server in the MXNet environment -----------------------------------
-
-
-class model_server:  # a context manager, named like open()
-    def __init__(self, model_dir: Path, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.env = {
-            **env,
-            "SM_MODEL_DIR": str(model_dir),
-            "SAGEMAKER_BIND_TO_PORT": str(self.port),
-            "KUBEMAKER_BIND_ADDRESS": "127.0.0.1",
-            "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-        }
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> str:
-        log = open(self.log_path, "wb")  # the server writes to it until __exit__
-        command = [self.env["KUBEMAKER_MXNET_PYTHON"], "-m", "kubemaker_runtime.frameworks.mxnet"]
-        self.process = subprocess.Popen(
-            [*command, "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-        url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the model server exited:\n{self.log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        return url
-            except OSError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"the model server was not ready in time:\n{self.log_path.read_text()}")
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def invoke(url: str, body: bytes, content_type: str, accept: str = "application/json") -> bytes:
-    request = urllib.request.Request(
-        f"{url}/invocations", data=body, headers={"Content-Type": content_type, "Accept": accept}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 200
-        return response.read()
-
-
-def invoke_error(url: str, body: bytes, content_type: str) -> tuple[int, str]:
-    try:
-        invoke(url, body, content_type)
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-    pytest.fail("the request succeeded")

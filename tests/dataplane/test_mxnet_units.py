@@ -4,34 +4,20 @@ the project's main environment."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import struct
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from mxnet_support import load_script
 
 from kubemaker_runtime import frameworks
 from kubemaker_runtime.frameworks.mxnet import code, distributed, legacy, training
 from kubemaker_runtime.frameworks.mxnet.environment import count_gpus
 
 pytestmark = pytest.mark.mxnet
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _load_datasets_module():
-    spec = importlib.util.spec_from_file_location(
-        "kubemaker_datasets", REPO / "scripts/datasets.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # --- GPUs -------------------------------------------------------------------------------
@@ -272,7 +258,7 @@ def test_a_missing_framework_environment_names_its_build_command(tmp_path: Path)
 
 
 def test_idx_checks_catch_a_wrong_file() -> None:
-    datasets = _load_datasets_module()
+    datasets = load_script("scripts/datasets.py")
     spec = datasets.IdxFile("t-labels-idx1-ubyte", "test", 3, "0" * 64, (7, 2))
     good_header = struct.pack(">II", 2049, 3)
     with pytest.raises(datasets.DatasetError, match="bytes, expected 11"):

@@ -1,7 +1,6 @@
 """The model server, as real processes over real HTTP: routes, error codes, workers, metrics.
 
-The models below are loaded by the server's worker processes by import path
-(``test_serving:SumModel``), with this directory on their PYTHONPATH.
+The models it loads are in serving_support.py.
 """
 
 from __future__ import annotations
@@ -11,175 +10,25 @@ import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import requests
+from process_support import wait_for
+from serving_support import GATE_ENV, Server, SumModel, run_server, serving_command
 
-from kubemaker_runtime.serving import InvalidInput, Model, ServerSettings, create_app
+from kubemaker_runtime.serving import ServerSettings, create_app
 from kubemaker_runtime.serving.settings import available_cpus
-
-HERE = Path(__file__).resolve().parent
-START_TIMEOUT = 60.0
-GATE_ENV = "TEST_SERVING_GATE"
-
-
-# --- models the server under test loads ----------------------------------------------------
-
-
-class SumModel(Model):
-    """Sums each CSV/JSON row; 'sleep' sleeps, 'boom' raises an unexpected error."""
-
-    request_types = ("text/csv", "application/json")
-    response_types = ("application/json", "text/csv")
-    name = "sum"
-
-    def load(self) -> None:
-        gate = os.environ.get(GATE_ENV)
-        if gate:
-            # Loading finishes only when the test opens the gate: a slow model load.
-            deadline = time.monotonic() + START_TIMEOUT
-            while not Path(gate).exists():
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the gate never opened")
-                time.sleep(0.02)
-        self.ready = True
-
-    def decode(self, body: bytes, content_type: str) -> Any:
-        text = body.decode()
-        if text.strip() == "boom":
-            return "boom"
-        if text.strip() == "die":
-            os._exit(3)  # a worker crashing in native code
-        if text.startswith("sleep"):
-            return float(text.split()[1])
-        try:
-            if content_type == "application/json":
-                return np.asarray(json.loads(text)["instances"], dtype=float)
-            return np.asarray([[float(v) for v in line.split(",")] for line in text.splitlines()])
-        except (ValueError, KeyError) as error:
-            raise InvalidInput(f"cannot read the rows: {error}") from None
-
-    def predict(self, inputs: Any) -> Any:
-        if isinstance(inputs, str):
-            raise RuntimeError("secret internal detail")
-        if isinstance(inputs, float):
-            time.sleep(inputs)
-            return np.zeros(1)
-        return np.atleast_2d(inputs).sum(axis=1)
-
-    def encode(self, outputs: Any, accept: str) -> bytes:
-        if accept == "text/csv":
-            return ",".join(str(v) for v in outputs.tolist()).encode()
-        return json.dumps({"sums": outputs.tolist(), "pid": os.getpid()}).encode()
-
-
-class BrokenModel(Model):
-    def load(self) -> None:
-        raise FileNotFoundError("no model file in the model directory")
-
-    def predict(self, inputs: Any) -> Any:
-        raise AssertionError("never called")
-
-
-# --- a server process ---------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.get(self.url + path, timeout=30, **kwargs)
-
-    def post(self, path: str, body: bytes | str, **headers: str) -> requests.Response:
-        return requests.post(self.url + path, data=body, headers=headers, timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Any, timeout: float, what: str, process: Any = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the server exited ({process.returncode}) while waiting: {what}")
-        with contextlib.suppress(requests.ConnectionError):
-            if condition():
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting: {what}")
-
-
-@contextlib.contextmanager
-def run_server(
-    command: list[str], tmp_path: Path, env: dict[str, str] | None = None, *, ready: bool = True
-) -> Iterator[Server]:
-    """Start a server process on a free loopback port; stop its process group after."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "KUBEMAKER_BIND_ADDRESS": "127.0.0.1",
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-        **(env or {}),
-    }
-    log = tmp_path / f"server-{port}.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    server = Server(f"http://127.0.0.1:{port}", process, log)
-    try:
-        wait_for(
-            lambda: server.get("/v2/health/live").status_code == 200,
-            START_TIMEOUT, "the server to listen", process,
-        )  # fmt: skip
-        if ready:
-            wait_for(
-                lambda: server.get("/ping").status_code == 200,
-                START_TIMEOUT, "the model to load", process,
-            )  # fmt: skip
-        yield server
-    except BaseException:
-        print(log.read_text(errors="replace"), file=sys.stderr)
-        raise
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def serving_command(model: str, model_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "kubemaker_runtime.serving", "--model", model,
-            "--model-dir", str(model_dir)]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("serving")
     env = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "3"}
-    with run_server(serving_command("test_serving:SumModel", tmp), tmp, env) as running:
+    with run_server(serving_command("serving_support:SumModel", tmp), tmp, env) as running:
         yield running
 
 
@@ -189,7 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_ping_answers_200_only_once_the_model_is_loaded(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     env = {GATE_ENV: str(gate)}
-    command = serving_command("test_serving:SumModel", tmp_path)
+    command = serving_command("serving_support:SumModel", tmp_path)
     with run_server(command, tmp_path, env, ready=False) as server:
         assert server.get("/ping").status_code == 503
         assert server.get("/v2/health/ready").status_code == 503
@@ -206,7 +55,7 @@ def test_ping_answers_200_only_once_the_model_is_loaded(tmp_path: Path) -> None:
 
 
 def test_a_model_that_fails_to_load_is_never_ready_and_says_why(tmp_path: Path) -> None:
-    command = serving_command("test_serving:BrokenModel", tmp_path)
+    command = serving_command("serving_support:BrokenModel", tmp_path)
     with run_server(command, tmp_path, ready=False) as server:
         wait_for(lambda: "no model file" in server.get("/ping").text, 30, "the load error on /ping")
         assert server.get("/ping").status_code == 503
@@ -328,7 +177,7 @@ def test_metrics_count_invocations_errors_and_latency(server: Server) -> None:
 
 
 def test_worker_count_is_honoured_and_metrics_add_up_across_workers(tmp_path: Path) -> None:
-    command = serving_command("test_serving:SumModel", tmp_path)
+    command = serving_command("serving_support:SumModel", tmp_path)
     env = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
     with run_server(command, tmp_path, env) as server:
         # Requests that hold a worker busy push new connections to the other one.
@@ -398,9 +247,7 @@ def test_the_app_is_also_an_asgi_application(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     # Startup began loading in a thread; the model is ready once that thread is done.
-    deadline = time.monotonic() + 10
-    while not app.model.ready and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: app.model.ready, 10, "the model to load")
     asyncio.run(requests_())
 
 
@@ -414,7 +261,7 @@ def test_available_cpus_honours_a_cgroup_quota(tmp_path: Path) -> None:
 
 
 def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
-    command = serving_command("test_serving:SumModel", tmp_path)
+    command = serving_command("serving_support:SumModel", tmp_path)
     with run_server(command, tmp_path) as server:
         csv = {"Content-Type": "text/csv"}
         first_pid = server.post("/invocations", "1", **csv).json()["pid"]
@@ -431,7 +278,7 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
 
 def test_sigterm_to_the_main_process_stops_every_worker(tmp_path: Path) -> None:
     # What Kubernetes does to a pod's container: SIGTERM to its main process only.
-    command = serving_command("test_serving:SumModel", tmp_path)
+    command = serving_command("serving_support:SumModel", tmp_path)
     with run_server(command, tmp_path, {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}) as server:
         children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
         # The two workers (and multiprocessing's resource tracker).
@@ -439,10 +286,10 @@ def test_sigterm_to_the_main_process_stops_every_worker(tmp_path: Path) -> None:
         assert len(processes) >= 2
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=20) == 0
-        deadline = time.monotonic() + 10
-        while any(_state(pid) not in ("gone", "Z") for pid in processes):
-            assert time.monotonic() < deadline, [(pid, _state(pid)) for pid in processes]
-            time.sleep(0.05)
+        wait_for(
+            lambda: all(_state(pid) in ("gone", "Z") for pid in processes),
+            10, f"the workers {processes} to exit",
+        )  # fmt: skip
 
 
 def _state(pid: int) -> str:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
-from test_serving import free_port
-from test_xgboost_train import (
+from process_support import free_port
+from xgboost_support import (
+    ROUND,
     TRAIN_TIMEOUT,
     assert_succeeded,
     auc,
@@ -25,7 +25,6 @@ from test_xgboost_train import (
 )
 
 HOSTS = ["algo-1", "algo-2"]
-ROUND = re.compile(r"^\[\d+\]\t")
 HYPERPARAMETERS = {
     "num_round": 40,
     "objective": "binary:logistic",

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_serving import Server, run_server
-from test_xgboost_train import (
+from serving_support import Server, run_server
+from xgboost_support import (
     assert_succeeded,
     load_model,
     make_classification,

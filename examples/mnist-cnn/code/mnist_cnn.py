@@ -7,7 +7,8 @@ the MXNet image's defaults load the exported network and answer JSON or CSV rows
 
 The workshop's settings: batch 100, 10 epochs, SGD with momentum 0.9, learning rate 0.1,
 Xavier initialisation (magnitude 2.24); conv 20 (5x5) - max pool - conv 50 (5x5) -
-max pool - dense 512 - dense 10. ``--seed`` (our addition) makes runs repeatable.
+max pool - dense 512 - dense 10. ``--seed`` (our addition) makes runs repeatable. The
+fashion-mnist-cnn lab runs this script on Fashion-MNIST (same format), learning rate 0.01.
 
 Run it without kubemaker::
 

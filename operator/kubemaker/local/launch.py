@@ -90,9 +90,9 @@ class Runtime:
     def process_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """What a process needs beyond the contract's variables.
 
-        A framework's environment has the runtime installed from the checkout it was
-        built from: when kubemaker runs from a source checkout, that checkout's runtime
-        goes first on its path, so both sides of a run are the same code.
+        A framework's environment built by scripts/mxnet-env.sh holds third-party packages
+        only: when kubemaker runs from a source checkout, that checkout's runtime goes
+        first on its path, so both sides of a run are the same code.
         """
         source = runtime_source_dir()
         if self.kind != "framework" or source is None:
