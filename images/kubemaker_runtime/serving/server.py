@@ -111,7 +111,9 @@ def serve(
             port=settings.port,
             interface=Interfaces.RSGI,
             workers=settings.workers,
-            http=HTTPModes.auto,
+            # SageMaker's and the v2 REST clients speak HTTP/1.1; skipping per-connection
+            # protocol detection bought ~10% more 1-row requests/s in the benchmark.
+            http=HTTPModes.http1,
             websockets=False,
             factory=True,
             log_level=LogLevels.warning,
