@@ -11,13 +11,17 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 pytest.register_assert_rewrite("operator_harness")
 from operator_harness import (  # noqa: E402
     BUCKET,
+    GROUP,
+    PLURAL,
     REPO_ROOT,
+    VERSION,
     Kube,
     condition,
     model_uri,
@@ -349,3 +353,31 @@ def test_the_gpu_example_runs_on_the_gpu_node(
     assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
     status = kube.wait_status(name, "Completed")
     assert status["modelArtifacts"]["s3ModelArtifacts"].endswith(f"/{name}/output/model.tar.gz")
+
+
+@pytest.mark.usefixtures("operator")
+def test_every_example_trainingjob_runs_to_completion(kube: Kube) -> None:
+    """What a user does with examples/: apply them, with the operator under the chart's RBAC.
+
+    The pods are KWOK's, so the algorithm is simulated; the operator's side (children,
+    placement, statuses, the model's location) is real.
+    """
+    expected: dict[str, str] = {}
+    for path in sorted((REPO_ROOT / "examples").glob("*/*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if not document or document.get("kind") != "TrainingJob":
+                continue
+            # trainingjob.yaml and trainingjob-s3.yaml name the same job: one namespace
+            # holds both under names of their own.
+            name = f"{path.parent.name}-{path.stem}".removesuffix("-trainingjob")[:52]
+            document["metadata"]["name"] = name
+            kube.custom.create_namespaced_custom_object(
+                GROUP, VERSION, kube.namespace, PLURAL, document
+            )
+            expected[name] = document["spec"]["outputDataConfig"]["s3OutputPath"]
+    assert len(expected) >= 10, f"fewer examples than expected: {sorted(expected)}"
+    for name, output_path in expected.items():
+        status = kube.wait_status(name, "Completed", timeout=180)
+        assert status["modelArtifacts"]["s3ModelArtifacts"] == (
+            f"{output_path.rstrip('/')}/{name}/output/model.tar.gz"
+        )
