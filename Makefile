@@ -36,7 +36,7 @@ datasets:  ## fetch and verify the offline datasets of the MXNet labs
 	$(PYTHON) scripts/datasets.py
 
 .PHONY: test
-test: venv cluster-binaries mxnet-env datasets  ## run the whole test suite (builds what it needs first)
+test: venv cluster-binaries mxnet-env datasets lint  ## lint, then the whole test suite (builds what it needs first)
 	$(VENV_BIN)/python -m pytest
 
 .PHONY: lint
