@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
 
+import localcluster  # noqa: E402
 from operator_harness import OperatorProcess, installed_chart, training_job  # noqa: E402
 
 TARGET_SECONDS = {1000: 60.0}
@@ -45,16 +45,6 @@ ALGORITHM = {
         {"name": "validation:auc", "regex": r".*#011validation-auc:([-+]?[0-9]*\.?[0-9]+)"},
     ],
 }
-
-
-def load_localcluster() -> Any:
-    path = REPO / "tests" / "cluster" / "localcluster.py"
-    spec = importlib.util.spec_from_file_location("kubemaker_localcluster", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -204,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = args.sizes or [100, 500, 1000]
 
-    localcluster = load_localcluster()
     localcluster.register_session()
     results: list[Result] = []
     try:

@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from urllib3.exceptions import HTTPError
+
 from kubemaker import metrics
 
 logger = logging.getLogger(__name__)
@@ -184,8 +186,6 @@ class Kube:
         timeout: tuple[float, float] = REQUEST_TIMEOUT,
     ) -> bytes:
         """The response body of a successful request (ApiError otherwise)."""
-        from urllib3.exceptions import HTTPError
-
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"

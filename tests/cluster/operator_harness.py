@@ -109,6 +109,15 @@ class ChartInstall:
     def _kubectl(self, *args: str, input: str | None = None) -> str:
         return _run([self.kubectl, "--kubeconfig", self.admin_kubeconfig, *args], input=input)
 
+    def _release_objects(self, kind: str) -> list[dict[str, Any]]:
+        """The release's objects of one kind in its namespace, by the chart's label."""
+        listed = self._kubectl(
+            "get", kind, "-n", self.namespace, "-o", "json",
+            "-l", f"app.kubernetes.io/instance={self.release}",
+        )  # fmt: skip
+        items: list[dict[str, Any]] = json.loads(listed)["items"]
+        return items
+
     def install(self, values: dict[str, Any] | None = None) -> ChartInstall:
         # The CRDs as they are in the checkout (helm never upgrades CRDs it finds).
         self._kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
@@ -134,33 +143,11 @@ class ChartInstall:
             ],
             timeout=180,
         )
-        accounts = json.loads(
-            self._kubectl(
-                "get",
-                "serviceaccounts",
-                "-n",
-                self.namespace,
-                "-o",
-                "json",
-                "-l",
-                f"app.kubernetes.io/instance={self.release}",
-            )
-        )["items"]
+        accounts = self._release_objects("serviceaccounts")
         if len(accounts) != 1:
             raise RuntimeError(f"expected one ServiceAccount from the chart, found {accounts}")
         self.service_account = accounts[0]["metadata"]["name"]
-        configmaps = json.loads(
-            self._kubectl(
-                "get",
-                "configmaps",
-                "-n",
-                self.namespace,
-                "-o",
-                "json",
-                "-l",
-                f"app.kubernetes.io/instance={self.release}",
-            )
-        )["items"]
+        configmaps = self._release_objects("configmaps")
         config = next(
             (cm["data"]["config.yaml"] for cm in configmaps if "config.yaml" in cm.get("data", {})),
             None,

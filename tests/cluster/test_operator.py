@@ -24,63 +24,51 @@ pytest_plugins = ("operator_harness",)
 
 
 def test_a_restarted_operator_resumes_without_creating_anything_twice(
-    chart: ChartInstall, namespace: str, kube: Kube
+    operator: OperatorProcess, kube: Kube
 ) -> None:
-    operator = OperatorProcess(
-        chart.operator_kubeconfig, config_file=chart.config_file, namespaces=[namespace]
-    ).start()
-    try:
-        kube.create("resume", count=2, kwok={"duration": "8s"})
-        kube.wait_status("resume", "InProgress", "Training")
-        job = kube.jobs("resume")[0]
-        service = kube.services("resume")[0]
-        # A crash: no cleanup, no goodbye.
-        operator.kill()
-        operator.start()
-        status = kube.wait_status("resume", "Completed")
-        jobs = kube.jobs("resume")
-        assert [(j.metadata.name, j.metadata.uid) for j in jobs] == [("resume", job.metadata.uid)]
-        assert [s.metadata.uid for s in kube.services("resume")] == [service.metadata.uid]
-        # Each step once, in order: nothing was replayed after the restart.
-        order = ["Starting", "Downloading", "Training", "Uploading", "Completed"]
-        seen = transitions(status)
-        assert seen == [step for step in order if step in seen]
-        assert seen[0] == "Starting" and "Training" in seen and seen[-1] == "Completed"
-        assert len(transitions(status)) == len(set(transitions(status)))
-        assert sum(e.reason == "JobCreated" for e in kube.events("resume")) == 1
-    finally:
-        operator.close()
+    kube.create("resume", count=2, kwok={"duration": "8s"})
+    kube.wait_status("resume", "InProgress", "Training")
+    job = kube.jobs("resume")[0]
+    service = kube.services("resume")[0]
+    # A crash: no cleanup, no goodbye.
+    operator.kill()
+    operator.start()
+    status = kube.wait_status("resume", "Completed")
+    jobs = kube.jobs("resume")
+    assert [(j.metadata.name, j.metadata.uid) for j in jobs] == [("resume", job.metadata.uid)]
+    assert [s.metadata.uid for s in kube.services("resume")] == [service.metadata.uid]
+    # Each step once, in order: nothing was replayed after the restart.
+    order = ["Starting", "Downloading", "Training", "Uploading", "Completed"]
+    seen = transitions(status)
+    assert seen == [step for step in order if step in seen]
+    assert seen[0] == "Starting" and "Training" in seen and seen[-1] == "Completed"
+    assert len(transitions(status)) == len(set(transitions(status)))
+    assert sum(e.reason == "JobCreated" for e in kube.events("resume")) == 1
 
 
 def test_a_job_that_finishes_while_the_operator_is_down(
-    chart: ChartInstall, namespace: str, kube: Kube
+    operator: OperatorProcess, kube: Kube
 ) -> None:
-    operator = OperatorProcess(
-        chart.operator_kubeconfig, config_file=chart.config_file, namespaces=[namespace]
-    ).start()
-    try:
-        kube.create("offline", kwok={"duration": "4s"})
-        kube.wait_status("offline", "InProgress", "Training")
-        assert operator.stop() == 0  # a clean shutdown on SIGTERM
-        wait_for(
-            "the Job to complete without the operator",
-            lambda: any(
-                c.type == "Complete" and c.status == "True"
-                for j in kube.jobs("offline")
-                for c in (j.status.conditions or ())
-            ),
-            timeout=60,
-        )
-        assert kube.status("offline")["trainingJobStatus"] == "InProgress"
-        operator.start()
-        status = kube.wait_status("offline", "Completed")
-        assert status["modelArtifacts"] == {
-            "s3ModelArtifacts": f"{BUCKET}/models/offline/output/model.tar.gz"
-        }
-        assert condition(status, "Ready") == ("True", "Completed")
-        assert [j.metadata.name for j in kube.jobs("offline")] == ["offline"]
-    finally:
-        operator.close()
+    kube.create("offline", kwok={"duration": "4s"})
+    kube.wait_status("offline", "InProgress", "Training")
+    assert operator.stop() == 0  # a clean shutdown on SIGTERM
+    wait_for(
+        "the Job to complete without the operator",
+        lambda: any(
+            c.type == "Complete" and c.status == "True"
+            for j in kube.jobs("offline")
+            for c in (j.status.conditions or ())
+        ),
+        timeout=60,
+    )
+    assert kube.status("offline")["trainingJobStatus"] == "InProgress"
+    operator.start()
+    status = kube.wait_status("offline", "Completed")
+    assert status["modelArtifacts"] == {
+        "s3ModelArtifacts": f"{BUCKET}/models/offline/output/model.tar.gz"
+    }
+    assert condition(status, "Ready") == ("True", "Completed")
+    assert [j.metadata.name for j in kube.jobs("offline")] == ["offline"]
 
 
 def test_metrics(operator: OperatorProcess, kube: Kube) -> None:

@@ -120,21 +120,20 @@ def resolve_image(spec: TrainingJobSpec, config: OperatorConfig) -> str:
     if algo.training_image:
         return algo.training_image
     if algo.algorithm_name:
-        image = config.images.algorithms.get(algo.algorithm_name)
-        if image is None:
-            known = ", ".join(sorted(config.images.algorithms)) or "none"
-            raise SpecError(
-                "spec.algorithmSpecification.algorithmName",
-                f"unknown built-in algorithm {algo.algorithm_name!r} (this operator has: {known})",
-            )
-        return image
+        return _catalog_image(
+            config.images.algorithms, algo.algorithm_name, "algorithmName", "built-in algorithm"
+        )
     assert algo.framework is not None  # the model guarantees one of the three
-    image = config.images.frameworks.get(algo.framework)
+    return _catalog_image(config.images.frameworks, algo.framework, "framework", "framework")
+
+
+def _catalog_image(catalog: Mapping[str, str], name: str, field: str, what: str) -> str:
+    image = catalog.get(name)
     if image is None:
-        known = ", ".join(sorted(config.images.frameworks)) or "none"
+        known = ", ".join(sorted(catalog)) or "none"
         raise SpecError(
-            "spec.algorithmSpecification.framework",
-            f"unknown framework {algo.framework!r} (this operator has: {known})",
+            f"spec.algorithmSpecification.{field}",
+            f"unknown {what} {name!r} (this operator has: {known})",
         )
     return image
 
