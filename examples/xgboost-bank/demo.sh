@@ -35,31 +35,49 @@ step "kubemaker local train -f examples/xgboost-bank/trainingjob.yaml"
 port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 url="http://127.0.0.1:$port"
 step "kubemaker local serve --port $port"
-"${kubemaker[@]}" local serve --port "$port" &
+# The server's stdout goes to a file: its "Serving ..." line is printed once kubemaker
+# itself has seen /ping answer 200, and only from then on does SIGTERM stop it with exit
+# code 0 (before that it is an interrupted start, exit code 130). Polling /ping from here
+# instead raced kubemaker's own check: a quick prediction could send SIGTERM first.
+served="$(mktemp "${TMPDIR:-/tmp}/kubemaker-demo-serve.XXXXXX")"
+"${kubemaker[@]}" local serve --port "$port" >"$served" &
 server=$!
 # Whatever happens below, the server does not outlive the demo.
-trap 'kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
+trap 'kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$served"' EXIT
 
-"$python" - "$url" "$server" <<'EOF'
-import os, sys, time, urllib.request
+"$python" - "$served" "$server" <<'EOF'
+import os, sys, time
 
-url, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 120
-while True:
+served, pid = sys.argv[1], int(sys.argv[2])
+
+
+def running(pid):
+    """False once the process has exited (a zombie until this script's shell reaps it)."""
     try:
-        with urllib.request.urlopen(url + "/ping", timeout=2) as response:
-            if response.status == 200:
-                break
-    except OSError:
-        pass
-    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return False
+    try:  # no /proc (macOS): a zombie counts as running until the deadline
         os.kill(pid, 0)
     except ProcessLookupError:
-        sys.exit("demo: the model server exited before it was ready")
+        return False
+    return True
+
+
+deadline = time.monotonic() + 180
+while True:
+    with open(served) as f:
+        if any(line.startswith("Serving ") for line in f):
+            break
+    if not running(pid):
+        sys.exit("demo: kubemaker local serve exited before the model server was ready")
     if time.monotonic() > deadline:
-        sys.exit("demo: the model server did not answer /ping within 120 s")
+        sys.exit("demo: the model server was not ready within 180 s")
     time.sleep(0.2)
 EOF
+cat "$served"
 
 step "POST $url/invocations: six rows of the test set (label column removed)"
 echo "curl -s -X POST $url/invocations -H 'Content-Type: text/csv' --data-binary @rows.csv"
@@ -85,6 +103,12 @@ EOF
 
 step "Stopping the model server"
 kill -TERM "$server"
-wait "$server"
+status=0
+wait "$server" || status=$?
 trap - EXIT
+rm -f "$served"
+if ((status != 0)); then
+    echo "demo: kubemaker local serve exited with code $status" >&2
+    exit "$status"
+fi
 step "Done in $((SECONDS - started)) s"

@@ -405,7 +405,8 @@ def build_images(settings: Settings, tools: Tools, log: Callable[[str], None]) -
             continue
         log(f"docker build -f {dockerfile} -t {ref} .")
         started = time.monotonic()
-        # BuildKit: the Dockerfiles use heredocs and `# syntax=docker/dockerfile:1`.
+        # The Dockerfiles build with or without BuildKit; this harness still asks buildx to
+        # --load (an engine without buildx needs the plain `docker build`).
         env = {**os.environ, "DOCKER_BUILDKIT": "1"}
         result = run(
             [tools.docker, "build", "--progress=plain", "--load", "-f", dockerfile, "-t", ref, "."],

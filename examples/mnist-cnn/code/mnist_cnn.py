@@ -10,7 +10,8 @@ Xavier initialisation (magnitude 2.24); conv 20 (5x5) - max pool - conv 50 (5x5)
 max pool - dense 512 - dense 10. ``--seed`` (our addition) makes runs repeatable. The
 fashion-mnist-cnn lab runs this script on Fashion-MNIST (same format), learning rate 0.01.
 
-Run it without kubemaker::
+Run it without kubemaker, with MXNet 1.9.1's Python (``scripts/mxnet-env.sh`` prints it;
+see this lab's README)::
 
     python mnist_cnn.py --train data/train --test data/test --model-dir /tmp/model
 """
