@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kubemaker_runtime.agent import Agent, AgentError
+from kubemaker_runtime.agent.transfer import download_all
 from kubemaker_runtime.contract import Paths
 from kubemaker_runtime.protocol import AgentConfig, ChannelConfig, StorageConfig
+from kubemaker_runtime.storage import StoredObject
+from kubemaker_runtime.storage.s3 import S3Store
 
 
 def make_config(
@@ -36,6 +41,19 @@ def put_tree(s3_client: Any, bucket: str, prefix: str, count: int) -> dict[str, 
         s3_client.put_object(Bucket=bucket, Key=f"{prefix}/{rel}", Body=body)
         bodies[rel] = body
     return bodies
+
+
+def count_requests(client: Any) -> collections.Counter[str]:
+    """Every S3 request (each attempt) the client sends from now on, by operation."""
+    sent: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+
+    def count(event_name: str, **_: Any) -> None:
+        with lock:
+            sent[event_name.rsplit(".", 1)[-1]] += 1
+
+    client.meta.events.register("before-send.s3", count)
+    return sent
 
 
 def staged_files(directory: Path) -> dict[str, bytes]:
@@ -65,7 +83,14 @@ def test_many_objects_under_nested_prefixes(
     caplog.set_level(logging.INFO, logger="kubemaker_runtime")
 
     agent = Agent(config, paths=paths, workers=4)
+    store = agent.stores.for_uri(f"s3://{s3_bucket}/")
+    assert isinstance(store, S3Store)
+    sent = count_requests(store.client)
     agent.prepare()
+
+    # Both channels through the agent's one store; one GET per object, no HeadObject.
+    assert agent.stores.for_uri(config.channels[1].uri) is store
+    assert sent == {"ListObjectsV2": 2, "GetObject": 61}
 
     assert staged_files(paths.channel_dir("train")) == train
     assert staged_files(paths.channel_dir("validation")) == {"validation.csv": b"1,1\n"}
@@ -238,3 +263,18 @@ def test_keys_escaping_the_channel_directory_are_refused(
         Agent(config, paths=Paths(tmp_path / "ml")).prepare()
     assert info.value.kind == "user" and ".." in info.value.message
     assert not (tmp_path / "etc").exists()
+
+
+def test_a_failing_object_is_retried_by_botocore_only(
+    unavailable_s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    store = S3Store(endpoint_url=unavailable_s3_endpoint)
+    sent = count_requests(store.client)
+    obj = StoredObject(uri="s3://bucket/train/a.csv", key="a.csv", size=4, mtime=0, etag="e")
+    with pytest.raises(AgentError) as info:
+        download_all(store, [obj], tmp_path, label="staging", context="channel 'train'")
+    assert info.value.kind == "platform" and "channel 'train'" in info.value.message
+    # AWS_MAX_ATTEMPTS requests in all: no agent retry loop on top of botocore's.
+    assert sent == {"GetObject": 2}
+    assert list(tmp_path.iterdir()) == []

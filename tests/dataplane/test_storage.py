@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import socket
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,7 @@ from kubemaker_runtime.storage import (
     TransientError,
 )
 from kubemaker_runtime.storage.local import LocalStore
-from kubemaker_runtime.storage.s3 import S3Store, relative_paths
+from kubemaker_runtime.storage.s3 import POOL_HEADROOM, S3Store, relative_paths
 
 
 def test_a_uri_is_an_object_a_folder_or_a_key_prefix() -> None:
@@ -83,6 +88,132 @@ def test_s3_multipart_upload_and_download(s3_bucket: str, tmp_path: Path) -> Non
     assert obj.etag and "-" in obj.etag  # a multipart ETag
     store.download(obj, tmp_path / "copy.bin")
     assert (tmp_path / "copy.bin").read_bytes() == src.read_bytes()
+
+
+class Requests:
+    """The S3 requests a store's client sends (every attempt), and the most in flight."""
+
+    def __init__(self, client: Any) -> None:
+        self.sent: collections.Counter[str] = collections.Counter()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._lock = threading.Lock()
+        client.meta.events.register("before-send.s3", self._before_send)
+        client.meta.events.register("after-call.s3", self._after_call)
+        client.meta.events.register("after-call-error.s3", self._after_call)
+
+    def _before_send(self, event_name: str, **_: Any) -> None:
+        with self._lock:
+            self.sent[event_name.rsplit(".", 1)[-1]] += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+    def _after_call(self, **_: Any) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+
+def test_one_transfer_manager_bounds_every_transfer(
+    s3_endpoint: str, s3_client: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    for i in range(40):
+        s3_client.put_object(Bucket=s3_bucket, Key=f"small/{i:02d}", Body=b"x" * (i + 1))
+    stores = StoreFactory(StorageConfig(s3_endpoint_url=s3_endpoint), max_concurrency=3)
+    store = stores.for_uri(f"s3://{s3_bucket}/small/")
+    assert isinstance(store, S3Store) and store is stores.for_uri(f"s3://{s3_bucket}/other")
+    assert store.client.meta.config.max_pool_connections == 3 + POOL_HEADROOM
+    objects = store.list(f"s3://{s3_bucket}/small/")
+    requests = Requests(store.client)
+
+    # Ten callers at once, as the agent's staging threads are: still three requests.
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda o: store.download(o, tmp_path / o.key), objects))
+
+    assert all((tmp_path / o.key).stat().st_size == o.size for o in objects)
+    assert requests.most_in_flight <= 3
+    # One GET per object: the listing's size and ETag stand in for a HeadObject.
+    assert requests.sent == {"GetObject": 40}
+    manager = store.manager
+    store.upload(tmp_path / "00", f"s3://{s3_bucket}/up/00")
+    assert store.manager is manager
+
+    stores.close()  # stops the threads; the store still works, with a new manager
+    assert store.download(objects[1], tmp_path / "again") == 2
+
+
+def test_an_object_replaced_after_listing_is_not_mixed(
+    s3_client: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    size = 17 * 1024 * 1024  # two ranged parts, each sent with If-Match: <listed ETag>
+    s3_client.put_object(Bucket=s3_bucket, Key="big.bin", Body=b"a" * size)
+    store = S3Store()
+    [obj] = store.list(f"s3://{s3_bucket}/big.bin")
+    s3_client.put_object(Bucket=s3_bucket, Key="big.bin", Body=b"b" * size)
+    with pytest.raises(TransientError) as info:
+        store.download(obj, tmp_path / "big.bin")
+    assert info.value.kind == "platform" and "ETag" in info.value.message
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temp file
+
+
+def test_botocore_alone_retries_a_failing_request(
+    unavailable_s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    store = S3Store(endpoint_url=unavailable_s3_endpoint)
+    requests = Requests(store.client)
+    obj = StoredObject(uri="s3://bucket/k", key="k", size=10, mtime=0, etag="abc")
+    with pytest.raises(TransientError) as info:
+        store.download(obj, tmp_path / "k")
+    assert "SlowDown" in info.value.message or "503" in info.value.message
+    assert requests.sent == {"GetObject": 2}
+
+
+class _BodyBreaksOff(BaseHTTPRequestHandler):
+    """Answers a GET with headers for 1,000 bytes, sends 10 and hangs up."""
+
+    protocol_version = "HTTP/1.1"
+    gets = 0
+
+    def do_GET(self) -> None:
+        type(self).gets += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.send_header("ETag", '"abc"')
+        self.end_headers()
+        self.wfile.write(b"0123456789")
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def body_breaks_off_endpoint() -> Iterator[str]:
+    _BodyBreaksOff.gets = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BodyBreaksOff)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_body_that_breaks_off_is_a_platform_error_without_resends(
+    body_breaks_off_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # botocore cannot retry a body that fails after the headers arrived; s3transfer
+    # would re-send the GET up to five times: the store lets it send one.
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    store = S3Store(endpoint_url=body_breaks_off_endpoint)
+    obj = StoredObject(uri="s3://bucket/k", key="k", size=1000, mtime=0, etag="abc")
+    with pytest.raises(TransientError) as info:
+        store.download(obj, tmp_path / "k")
+    assert info.value.kind == "platform" and "s3://bucket/k" in info.value.message
+    assert _BodyBreaksOff.gets == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_s3_errors_are_classified(s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kubemaker_runtime import contract
+from kubemaker_runtime import contract, processors
 from kubemaker_runtime.agent.checkpoints import CheckpointSync
 from kubemaker_runtime.agent.configfiles import write_config_files
 from kubemaker_runtime.agent.errors import AgentError, PlatformError
@@ -76,7 +76,10 @@ class Agent:
         self.config = config
         self.host_index = host_index
         self.paths = paths or Paths()
-        self.stores = stores or StoreFactory(config.storage, link_local=link_local_sources)
+        # --workers bounds both the objects in flight and the requests (one pool for all).
+        self.stores = stores or StoreFactory(
+            config.storage, link_local=link_local_sources, max_concurrency=workers
+        )
         self.workers = workers
         self.tmp_dir = tmp_dir
         self.bytes_downloaded = 0
@@ -119,7 +122,8 @@ class Agent:
         return local
 
     def training_env(self, *, num_cpus: int | None = None, num_gpus: int = 0) -> dict[str, str]:
-        """The ``SM_*`` variables for this host's algorithm process."""
+        """The ``SM_*`` variables for this host's algorithm process; ``num_cpus`` by
+        default the CPUs this process may use (cgroup-aware, as the algorithm counts)."""
         return contract.build_training_env(
             self.paths,
             hyperparameters=contract.stringify_hyperparameters(self.config.hyper_parameters),
@@ -130,7 +134,7 @@ class Agent:
                 instance_type=self.config.instance_type,
                 network_interface_name=self.config.network_interface_name,
             ),
-            num_cpus=num_cpus or os.cpu_count() or 1,
+            num_cpus=processors.available_cpus() if num_cpus is None else num_cpus,
             num_gpus=num_gpus,
             job_name=self.config.job_name,
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Sequence
@@ -12,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kubemaker_runtime.agent.errors import Cancelled, UserError, from_storage
-from kubemaker_runtime.storage import StorageError, Store, StoredObject, TransientError
+from kubemaker_runtime.storage import StorageError, Store, StoredObject
 from kubemaker_runtime.storage.base import is_unchanged
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_SECONDS = 5.0
-OBJECT_ATTEMPTS = 4
 
 
 @dataclass
@@ -98,12 +96,16 @@ def download_all(
     workers: int = 8,
     cancel: threading.Event | None = None,
 ) -> TransferStats:
-    """Download ``objects`` under ``dest_dir`` by key, ``workers`` at a time.
+    """Download ``objects`` under ``dest_dir`` by key, ``workers`` objects at a time.
 
     Objects already present with the same size and modification time (from an
     earlier, interrupted attempt) are skipped; every file appears atomically, so a
-    partial file never passes for a complete one. Transient errors are retried per
-    object with backoff (on top of botocore's own retries).
+    partial file never passes for a complete one.
+
+    ``workers`` is how many objects are in flight; the store bounds the requests
+    (an S3 store's one transfer manager, shared by every caller), and retries them:
+    a storage error that reaches here is final for this attempt, and becomes an
+    AgentError of its kind (``platform`` for a store that kept failing).
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
     remove_partial_files(dest_dir)
@@ -117,19 +119,10 @@ def download_all(
         if is_unchanged(obj, dest):
             progress.add(obj.size, skipped=True)
             return
-        moved = 0
-        for attempt in range(1, OBJECT_ATTEMPTS + 1):
-            try:
-                moved = store.download(obj, dest)
-                break
-            except TransientError as exc:
-                if attempt == OBJECT_ATTEMPTS or cancel.is_set():
-                    raise from_storage(exc, context) from exc
-                delay = min(8.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
-                logger.warning("%s: %s; retry %d in %.1f s", context, exc, attempt, delay)
-                cancel.wait(delay)
-            except StorageError as exc:
-                raise from_storage(exc, context) from exc
+        try:
+            moved = store.download(obj, dest)
+        except StorageError as exc:
+            raise from_storage(exc, context) from exc
         progress.add(moved)
 
     if targets:

@@ -13,6 +13,9 @@ from typing import BinaryIO, Literal, Protocol
 
 ErrorKind = Literal["user", "platform"]
 
+# Transfers in flight per store factory, so per agent (the agent's default --workers).
+DEFAULT_CONCURRENCY = 8
+
 
 class StorageError(Exception):
     """A storage operation failed; ``kind`` says whose fault it is.

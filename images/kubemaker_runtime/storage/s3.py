@@ -1,23 +1,35 @@
 """``s3://bucket/prefix`` through boto3: AWS or any S3-compatible endpoint (MinIO).
 
 Credentials come from boto3's standard chain (environment, shared files, IRSA web
-identity, instance metadata). Transient failures are retried by botocore's
-``standard`` retry mode; big objects move in parallel multipart transfers.
+identity, instance metadata).
+
+One store holds one botocore client and one s3transfer ``TransferManager``: every
+download and upload goes through that manager, whose ``max_concurrency`` bounds the
+requests in flight across all of them (big objects as parallel 16 MiB ranged parts,
+small ones as a single GET each, with no HEAD first: the listing already gave the size
+and ETag). The client's connection pool holds that many connections plus a few for
+listings and Pipe-mode streams. Transient failures are retried in one place, botocore's
+``standard`` retry mode (``AWS_MAX_ATTEMPTS``); neither s3transfer nor the agent adds
+attempts on top.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
 
 import boto3
 import botocore.exceptions
-from boto3.s3.transfer import TransferConfig
+import s3transfer.exceptions
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
+from s3transfer.subscribers import BaseSubscriber
 
 from kubemaker_runtime.storage.base import (
+    DEFAULT_CONCURRENCY,
     AccessDeniedError,
     BadRequestError,
     BucketNotFoundError,
@@ -29,12 +41,18 @@ from kubemaker_runtime.storage.base import (
 )
 
 if TYPE_CHECKING:
+    from s3transfer.futures import TransferFuture
+    from s3transfer.manager import TransferManager
+
     from kubemaker_runtime.protocol import StorageConfig
 
 logger = logging.getLogger(__name__)
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL_S3"
 MiB = 1024 * 1024
+# Connections beyond the transfers' own: listings and Pipe-mode streams.
+POOL_HEADROOM = 4
+PART_SIZE = 16 * MiB
 _NOT_FOUND_CODES = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
 _DENIED_CODES = {
     "AccessDenied",
@@ -80,20 +98,39 @@ def relative_paths(prefix: str, keys: list[str]) -> dict[str, str]:
     return {k: k[cut:] for k in keys if k.startswith(prefix)}
 
 
+class _KnownObject(BaseSubscriber):  # type: ignore[misc]  # s3transfer is untyped
+    """Hands s3transfer the size and ETag from the listing, so it sends no HeadObject.
+
+    With the ETag, each ranged part of a big object is an ``If-Match`` GET: an object
+    replaced while it is being staged fails the transfer instead of mixing versions.
+    """
+
+    def __init__(self, obj: StoredObject) -> None:
+        self.obj = obj
+
+    def on_queued(self, future: TransferFuture, **_: Any) -> None:
+        future.meta.provide_transfer_size(self.obj.size)
+        if self.obj.etag:
+            future.meta.provide_object_etag(f'"{self.obj.etag}"')
+
+
 class S3Store:
     def __init__(
         self,
         *,
         endpoint_url: str | None = None,
         region: str | None = None,
-        max_concurrency: int = 8,
+        max_concurrency: int = DEFAULT_CONCURRENCY,
         client: Any | None = None,
     ) -> None:
+        max_concurrency = max(1, max_concurrency)
         endpoint_url = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
         if client is None:
             config = Config(
-                retries={"mode": "standard", "max_attempts": _max_attempts()},
-                max_pool_connections=max(10, max_concurrency * 2),
+                # total_max_attempts counts the first request, as AWS_MAX_ATTEMPTS
+                # does; the dict's "max_attempts" would count retries only (one more).
+                retries={"mode": "standard", "total_max_attempts": _max_attempts()},
+                max_pool_connections=max_concurrency + POOL_HEADROOM,
                 # A custom endpoint (MinIO) rarely has wildcard DNS for virtual hosts.
                 s3={"addressing_style": "path"} if endpoint_url else None,
                 connect_timeout=10,
@@ -104,16 +141,48 @@ class S3Store:
             )
         self.client = client
         self.endpoint_url = endpoint_url
-        self.transfer = TransferConfig(
-            multipart_threshold=16 * MiB,
-            multipart_chunksize=16 * MiB,
+        self.max_concurrency = max_concurrency
+        self.transfer_config = TransferConfig(
+            multipart_threshold=PART_SIZE,
+            multipart_chunksize=PART_SIZE,
             max_concurrency=max_concurrency,
+            # botocore retries each request; s3transfer would otherwise re-send a GET
+            # whose body broke off up to 5 times, on top of botocore's attempts.
+            num_download_attempts=1,
             use_threads=True,
+            # The pure-Python manager on every machine (no CRT, whatever is installed):
+            # the same bound and retries everywhere.
+            preferred_transfer_client="classic",
         )
+        self._manager: TransferManager | None = None
+        self._manager_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, storage: StorageConfig) -> S3Store:
-        return cls(endpoint_url=storage.s3_endpoint_url, region=storage.region)
+    def from_config(
+        cls, storage: StorageConfig, *, max_concurrency: int = DEFAULT_CONCURRENCY
+    ) -> S3Store:
+        return cls(
+            endpoint_url=storage.s3_endpoint_url,
+            region=storage.region,
+            max_concurrency=max_concurrency,
+        )
+
+    @property
+    def manager(self) -> TransferManager:
+        """The store's one transfer manager (its threads start on first use)."""
+        with self._manager_lock:
+            if self._manager is None:
+                self._manager = cast(
+                    "TransferManager", create_transfer_manager(self.client, self.transfer_config)
+                )
+            return self._manager
+
+    def close(self) -> None:
+        """Stop the transfer manager's threads (after its transfers finish)."""
+        with self._manager_lock:
+            manager, self._manager = self._manager, None
+        if manager is not None:
+            manager.shutdown()
 
     def list(self, uri: str) -> list[StoredObject]:
         bucket, prefix = parse_s3_uri(uri)
@@ -141,15 +210,27 @@ class S3Store:
         return objects
 
     def download(self, obj: StoredObject, dest: Path) -> int:
+        """Through the shared manager, into a hidden temp file renamed onto ``dest``.
+
+        Safe to call from many threads at once: the manager's ``max_concurrency``,
+        not the number of callers, bounds the requests in flight.
+        """
         bucket, key = parse_s3_uri(obj.uri)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path_for(dest)
         try:
-            self.client.download_file(bucket, key, str(tmp), Config=self.transfer)
+            with tmp.open("wb") as out:
+                future = self.manager.download(bucket, key, out, subscribers=[_KnownObject(obj)])
+                future.result()
             os.utime(tmp, (obj.mtime, obj.mtime))
             tmp.replace(dest)
         except botocore.exceptions.ClientError as exc:
             _raise_for(exc, obj.uri, bucket=bucket)
+        except s3transfer.exceptions.S3DownloadFailedError as exc:
+            # If-Match failed: the object was replaced after it was listed.
+            raise TransientError(f"downloading {obj.uri}: {exc}") from exc
+        except s3transfer.exceptions.RetriesExceededError as exc:
+            raise TransientError(f"downloading {obj.uri}: {exc.last_exception}") from exc
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise TransientError(f"downloading {obj.uri}: {exc}") from exc
         finally:
@@ -170,17 +251,9 @@ class S3Store:
         bucket, key = parse_s3_uri(uri)
         size = src.stat().st_size
         try:
-            self.client.upload_file(str(src), bucket, key, Config=self.transfer)
+            self.manager.upload(str(src), bucket, key).result()
         except botocore.exceptions.ClientError as exc:
             _raise_for(exc, uri, bucket=bucket)
-        except boto3.exceptions.S3UploadFailedError as exc:
-            # The transfer manager wraps the ClientError in text; recover the kind.
-            text = str(exc)
-            if "NoSuchBucket" in text:
-                raise BucketNotFoundError(f"bucket {bucket!r} does not exist ({uri})") from exc
-            if "AccessDenied" in text or "Forbidden" in text:
-                raise AccessDeniedError(f"access denied writing {uri}: {text}") from exc
-            raise TransientError(f"uploading {uri}: {text}") from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise TransientError(f"uploading {uri}: {exc}") from exc
         return size
