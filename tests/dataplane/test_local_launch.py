@@ -111,12 +111,3 @@ def test_docker_commands_mount_the_contract_and_hide_values(tmp_path: Path) -> N
     )  # fmt: skip
     assert serve[serve.index("-p") : serve.index("-p") + 2] == ["-p", "127.0.0.1:9000:8080"]
     assert serve[-1] == "serve"
-
-
-def test_gpus_are_counted_from_the_devices(tmp_path: Path) -> None:
-    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):
-        (tmp_path / name).touch()
-    assert launch.count_gpus({}, tmp_path) == 2
-    assert launch.count_gpus({"CUDA_VISIBLE_DEVICES": "1"}, tmp_path) == 1
-    assert launch.count_gpus({"CUDA_VISIBLE_DEVICES": ""}, tmp_path) == 0
-    assert launch.count_gpus({}, tmp_path / "none") == 0

@@ -31,7 +31,7 @@ from xgboost_support import (
     write_job,
 )
 
-from kubemaker_runtime import contract
+from kubemaker_runtime import contract, processors
 from kubemaker_runtime.algorithms.xgboost.metrics import cloudwatch_rendering
 
 # SageMaker's own metric definition for validation:auc, as users copy it.
@@ -248,3 +248,32 @@ def test_pipe_mode_reads_the_channel_from_its_fifo(tmp_path: Path) -> None:
     assert process.returncode == 0, stdout + stderr
     assert "train 500 rows" in stderr
     assert set(json.loads(paths.metrics_file.read_text())) == {"train:rmse"}
+
+
+def _logged_params(stderr: str) -> dict[str, Any]:
+    line = next(line for line in stderr.splitlines() if " rounds with {" in line)
+    return dict(json.loads(line[line.index(" with {") + len(" with ") :]))
+
+
+def test_threads_follow_sm_num_cpus(tmp_path: Path) -> None:
+    # A pod without a CPU limit may run on every core of its node, and SM_NUM_CPUS (the
+    # pod's CPU request) tells the job's code fewer: XGBoost trains with SM_NUM_CPUS.
+    # Any count other than this container's shows which of the two XGBoost followed.
+    declared = 1 if processors.available_cpus() > 1 else 2
+    write_job(tmp_path / "given", {"num_round": 2}, {"train": make_classification(50, 1)})
+    result = run_train(tmp_path / "given", {"SM_NUM_CPUS": str(declared)})
+    assert_succeeded(result)
+    assert _logged_params(result.stderr)["nthread"] == declared
+    # The nthread hyperparameter still wins.
+    hyperparameters = {"num_round": 2, "nthread": declared + 1}
+    write_job(tmp_path / "chosen", hyperparameters, {"train": make_classification(50, 1)})
+    result = run_train(tmp_path / "chosen", {"SM_NUM_CPUS": str(declared)})
+    assert_succeeded(result)
+    assert _logged_params(result.stderr)["nthread"] == declared + 1
+
+
+def test_a_malformed_sm_num_cpus_is_a_client_error_naming_it(tmp_path: Path) -> None:
+    paths = write_job(tmp_path, {"num_round": 2}, {"train": make_classification(50, 1)})
+    result = run_train(tmp_path, {"SM_NUM_CPUS": "two"})
+    assert result.returncode == 1
+    assert contract.read_failure(paths) == "ClientError: SM_NUM_CPUS='two' is not a whole number"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from kubemaker_runtime import contract
+from kubemaker_runtime.processors import available_cpus
 
 # The XGBoost container's own name for the payload limit, in bytes; kept for
 # compatibility with images and notebooks that set it.
@@ -64,35 +63,6 @@ class ServerSettings:
                 else None
             ),
         )
-
-
-def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
-    """CPUs this process may use: its affinity, capped by a cgroup CPU quota.
-
-    ``os.cpu_count()`` counts the node's CPUs; a pod limited to 2 CPUs on a 64-core node
-    must not start 64 workers (or XGBoost threads).
-    """
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    count = count or os.cpu_count() or 1
-    quota = _cgroup_quota(cgroup_root)
-    if quota is not None:
-        count = min(count, max(1, math.ceil(quota)))
-    return count
-
-
-def _cgroup_quota(root: Path) -> float | None:
-    try:
-        # cgroup v2: "max 100000" or "200000 100000"
-        limit, period = (root / "cpu.max").read_text().split()[:2]
-        return None if limit == "max" else int(limit) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:
-        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
-    except (OSError, ValueError):
-        return None
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

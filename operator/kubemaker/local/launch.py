@@ -204,20 +204,6 @@ def build_peer_env(runtime: Runtime, hosts: Sequence[str], port: int) -> dict[st
     return env
 
 
-# --- GPUs --------------------------------------------------------------------------------
-
-
-def count_gpus(environ: Mapping[str, str] | None = None, dev: Path = Path("/dev")) -> int:
-    """NVIDIA GPUs this machine shows (``/dev/nvidiaN``), as CUDA_VISIBLE_DEVICES limits."""
-    env = os.environ if environ is None else environ
-    devices = [p for p in dev.glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name)]
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
-        return len(devices)
-    chosen = [v for v in visible.split(",") if v.strip() and v.strip() != "-1"]
-    return min(len(devices), len(chosen))
-
-
 # --- Docker ------------------------------------------------------------------------------
 
 

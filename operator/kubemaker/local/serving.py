@@ -31,7 +31,7 @@ from pathlib import Path
 from types import FrameType
 
 from kubemaker.api import Endpoint, ModelSource, TrainingJob
-from kubemaker.builders.training import storage_settings
+from kubemaker.builders.storage import storage_settings
 from kubemaker.config import OperatorConfig
 from kubemaker.local import launch, record
 from kubemaker.local.errors import (
@@ -42,7 +42,7 @@ from kubemaker.local.errors import (
     UnsupportedError,
 )
 from kubemaker.local.manifest import load_endpoint_or_training_job
-from kubemaker_runtime import contract
+from kubemaker_runtime import contract, processors
 from kubemaker_runtime.protocol import StorageConfig
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def from_training_job(
         label=f"TrainingJob {name}",
         model_uri=status.model_artifacts.s3_model_artifacts,
         runtime=runtime,
-        storage=storage_settings(job.spec, config),
+        storage=storage_settings(job.spec.storage, config),
         environment=environment,
         example_csv=example_csv(job, job_dir) if job_dir is not None else None,
     )
@@ -416,7 +416,7 @@ def serve(served: ModelToServe, options: ServeOptions, config: OperatorConfig) -
                 address=options.address,
                 port=port,
                 env_names=sorted(own),
-                gpus=launch.count_gpus(),
+                gpus=processors.available_gpus(),
             )
         host = launch.LOOPBACK if options.address in ("0.0.0.0", "") else options.address
         url = f"http://{host}:{port}"

@@ -286,7 +286,8 @@ DECLARATIONS: tuple[Hyperparameter, ...] = (
                    check=_check_eval_metric,
                    description="Default from the objective: rmse, logloss, mlogloss, ..."),
     Hyperparameter("seed", "integer", Interval(-(2**31), 2**31 - 1), default=0),
-    Hyperparameter("nthread", "integer", Interval(1), description="Default: every core."),
+    Hyperparameter("nthread", "integer", Interval(1),
+                   description="Default: SM_NUM_CPUS, else the CPUs the container may use."),
     Hyperparameter("verbosity", "integer", Interval(0, 3), default=1),
     Hyperparameter("early_stopping_rounds", "integer", Interval(1), xgboost=False,
                    description="Stop when the validation metric has not improved for this "

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,12 @@ import numpy as np
 import scipy.sparse
 import xgboost as xgb
 
-from kubemaker_runtime import contract
+from kubemaker_runtime import contract, processors
 from kubemaker_runtime.algorithms.errors import AlgorithmError, UserError, failure_reason
 from kubemaker_runtime.algorithms.xgboost import checkpoints, data, distributed
 from kubemaker_runtime.algorithms.xgboost import hyperparameters as hp
 from kubemaker_runtime.algorithms.xgboost.metrics import EvaluationLog, parse_eval_line
 from kubemaker_runtime.algorithms.xgboost.serve import MODEL_FILE
-from kubemaker_runtime.serving.settings import available_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -63,23 +63,22 @@ class _Termination(xgb.callback.TrainingCallback):
         return bool(distributed.allreduce_max([int(self.requested)])[0])
 
 
-def gpu_visible() -> bool:
-    """A GPU this process may use, and an XGBoost built with CUDA."""
-    if not xgb.build_info().get("USE_CUDA"):
-        return False
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", os.environ.get("NVIDIA_VISIBLE_DEVICES"))
-    if visible is not None and visible.strip().lower() in ("", "-1", "none", "void"):
-        return False
-    return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia/gpus").is_dir()
+def use_gpu(environ: Mapping[str, str] | None = None) -> bool:
+    """A GPU given to this algorithm (SM_NUM_GPUS, never more than are visible), and an
+    XGBoost built with CUDA."""
+    return bool(xgb.build_info().get("USE_CUDA")) and processors.algorithm_gpus(environ) > 0
 
 
 def build_params(
     values: dict[str, Any], *, gpu: bool, cpus: int | None = None
 ) -> tuple[dict[str, Any], list[str]]:
-    """XGBoost params from validated hyperparameters; pure (GPU and CPUs are inputs)."""
+    """XGBoost params from validated hyperparameters; pure (GPU and CPUs are inputs).
+
+    ``cpus``: the threads to train with unless the ``nthread`` hyperparameter says
+    otherwise; XGBoost alone would start one per core of the node.
+    """
     params, notes = hp.xgboost_params(values)
     if "nthread" not in params and cpus is not None:
-        # XGBoost would count the node's cores, not the pod's CPU limit.
         params["nthread"] = cpus
     if gpu and "device" not in params and params.get("tree_method") != "exact":
         params["device"] = "cuda"
@@ -138,9 +137,13 @@ def train(paths: contract.Paths, termination: _Termination | None = None) -> Tra
             contract.read_resource_config(paths) if paths.resourceconfig_file.exists() else {}
         )
         cluster = distributed.build_cluster(resource_config)
+        # As many threads as SM_NUM_CPUS tells the job's code (the pod's CPUs, as the
+        # operator counts them), else as this container may use.
+        cpus = processors.algorithm_cpus()
+        gpu = use_gpu()
     except (hp.HyperparameterError, ValueError) as error:
         raise UserError(str(error)) from None
-    params, notes = build_params(values, gpu=gpu_visible(), cpus=available_cpus())
+    params, notes = build_params(values, gpu=gpu, cpus=cpus)
     for note in notes:
         logger.info("%s", note)
     if values.get("early_stopping_rounds") and data.VALIDATION_CHANNEL not in input_config:

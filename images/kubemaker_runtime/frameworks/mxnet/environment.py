@@ -1,67 +1,26 @@
 """What a training run of the MXNet image knows about itself, read from the contract.
 
 The agent (or local mode) wrote the three config files before this container started;
-this module reads them into one frozen :class:`TrainingEnvironment`, adds what only the
-container can see (its GPUs and CPUs), and derives what the user's code is given: the
+this module reads them into one frozen :class:`TrainingEnvironment`, adds its GPUs and
+CPUs (``SM_NUM_GPUS`` / ``SM_NUM_CPUS`` when given, else what the container sees: see
+:mod:`kubemaker_runtime.processors`), and derives what the user's code is given: the
 ``SM_*`` variables for script mode, the keyword arguments for the ``train()`` interface.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubemaker_runtime import contract
+from kubemaker_runtime import contract, processors
 
 # SageMaker's switch for MXNet's parameter-server kvstore in script mode
 # (``distribution={"parameter_server": {"enabled": True}}`` in the Python SDK).
 PARAMETER_SERVER_FLAG = "sagemaker_parameter_server_enabled"
 FRAMEWORK_MODULE = "kubemaker_runtime.frameworks.mxnet"
-
-_NVIDIA_DEVICE = re.compile(r"^nvidia\d+$")
-
-
-def count_gpus(environ: Mapping[str, str], dev_dir: Path = Path("/dev")) -> int:
-    """How many GPUs this container may use.
-
-    ``CUDA_VISIBLE_DEVICES`` wins when set (an empty value or ``-1`` hides them all);
-    then ``NVIDIA_VISIBLE_DEVICES`` as the NVIDIA container runtime and the Kubernetes
-    device plugin set it (``none``/``void`` hide all, ``all`` means every device node);
-    otherwise the ``/dev/nvidiaN`` device nodes the runtime mounted are counted.
-    """
-    cuda = environ.get("CUDA_VISIBLE_DEVICES")
-    if cuda is not None:
-        ids = [part.strip() for part in cuda.split(",") if part.strip()]
-        # CUDA ignores every id from the first invalid one (e.g. -1) on.
-        valid = []
-        for part in ids:
-            if part.startswith("-"):
-                break
-            valid.append(part)
-        return len(valid)
-    nvidia = environ.get("NVIDIA_VISIBLE_DEVICES")
-    if nvidia is not None:
-        value = nvidia.strip()
-        if value in ("", "none", "void"):
-            return 0
-        if value != "all":
-            return len([part for part in value.split(",") if part.strip()])
-    try:
-        return sum(1 for entry in os.listdir(dev_dir) if _NVIDIA_DEVICE.match(entry))
-    except OSError:
-        return 0
-
-
-def count_cpus() -> int:
-    """CPUs this process may run on (the container's cgroup-limited affinity set)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -98,8 +57,8 @@ class TrainingEnvironment:
             raw_hyperparameters=contract.read_hyperparameters(paths),
             input_data_config=contract.read_input_data_config(paths),
             resource_config=contract.read_resource_config(paths),
-            num_gpus=count_gpus(env),
-            num_cpus=count_cpus(),
+            num_gpus=processors.algorithm_gpus(env),
+            num_cpus=processors.algorithm_cpus(env),
             job_name=env.get(contract.TRAINING_JOB_NAME_ENV) or None,
         )
 
