@@ -1,6 +1,7 @@
-"""The MXNet framework's pure parts: GPU counting, interface detection, kvstore roles,
-failure messages, code staging, the datasets' checks. No MXNet needed: these run in
-the project's main environment."""
+"""The MXNet framework's pure parts: its processor counts, interface detection, kvstore
+roles, failure messages, code staging, the datasets' checks. No MXNet needed: these run
+in the project's main environment. (How GPUs and CPUs are counted:
+tests/unit/test_processors.py.)"""
 
 from __future__ import annotations
 
@@ -13,45 +14,32 @@ from pathlib import Path
 import pytest
 from mxnet_support import load_script
 
-from kubemaker_runtime import frameworks
+from kubemaker_runtime import contract, frameworks, processors
 from kubemaker_runtime.frameworks.mxnet import code, distributed, legacy, training
-from kubemaker_runtime.frameworks.mxnet.environment import count_gpus
+from kubemaker_runtime.frameworks.mxnet.environment import TrainingEnvironment
 
 pytestmark = pytest.mark.mxnet
 
 
-# --- GPUs -------------------------------------------------------------------------------
+# --- processor counts -------------------------------------------------------------------
 
 
-@pytest.fixture
-def dev_with_two_gpus(tmp_path: Path) -> Path:
-    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "null"):
-        (tmp_path / name).touch()
-    return tmp_path
-
-
-@pytest.mark.parametrize(
-    ("environ", "expected"),
-    [
-        ({}, 2),  # the device nodes the runtime mounted
-        ({"NVIDIA_VISIBLE_DEVICES": "all"}, 2),
-        ({"NVIDIA_VISIBLE_DEVICES": "GPU-1a2b,GPU-3c4d,GPU-5e6f"}, 3),
-        ({"NVIDIA_VISIBLE_DEVICES": "void"}, 0),
-        ({"NVIDIA_VISIBLE_DEVICES": "none"}, 0),
-        ({"CUDA_VISIBLE_DEVICES": "1"}, 1),
-        ({"CUDA_VISIBLE_DEVICES": "0,1", "NVIDIA_VISIBLE_DEVICES": "none"}, 2),
-        ({"CUDA_VISIBLE_DEVICES": ""}, 0),
-        ({"CUDA_VISIBLE_DEVICES": "-1"}, 0),
-        ({"CUDA_VISIBLE_DEVICES": "0,-1,1"}, 1),  # CUDA stops at the first invalid id
-    ],
-)
-def test_count_gpus(environ: dict[str, str], expected: int, dev_with_two_gpus: Path) -> None:
-    assert count_gpus(environ, dev_with_two_gpus) == expected
-
-
-def test_count_gpus_without_devices(tmp_path: Path) -> None:
-    assert count_gpus({}, tmp_path) == 0
-    assert count_gpus({}, tmp_path / "missing") == 0
+def test_the_script_is_told_the_cpus_and_gpus_the_job_was_given(tmp_path: Path) -> None:
+    paths = contract.Paths(tmp_path)
+    contract.write_hyperparameters(paths, {"sagemaker_program": "train.py"})
+    contract.write_input_data_config(paths, {})
+    contract.write_resource_config(
+        paths, contract.build_resource_config(hosts=["algo-1"], current_host="algo-1")
+    )
+    # The operator's SM_NUM_CPUS (the pod's CPU request) reaches the script as it is.
+    given = TrainingEnvironment.load(paths, {"SM_NUM_CPUS": "3", "SM_NUM_GPUS": "0"})
+    assert (given.num_cpus, given.num_gpus) == (3, 0)
+    env = given.sm_env(paths.code_dir)
+    assert (env["SM_NUM_CPUS"], env["SM_NUM_GPUS"]) == ("3", "0")
+    # Without it: what this container may use.
+    own = TrainingEnvironment.load(paths, {})
+    assert own.num_cpus == processors.available_cpus()
+    assert own.num_gpus == processors.available_gpus({})
 
 
 # --- which interface a script speaks ------------------------------------------------------
@@ -279,3 +267,55 @@ def test_serving_imports_a_bundled_script_only_for_its_handlers() -> None:
     # A plain script (it would train again on import) or a broken one: not imported.
     assert not serving.defines_handlers("import mxnet\ntrain_everything()\n")
     assert not serving.defines_handlers("def model_fn(:\n")
+
+
+# --- serving: bad input is the caller's 400, before MXNet is involved ----------------------
+
+
+def _npz() -> bytes:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, a=np.ones(2))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"[" * 100_000, "application/json", "nested too deeply"),
+        (b"[[1, 2], [3]]", "application/json", "as numbers"),
+        (b'{"rows": [1]}', "application/json", "a list of rows of numbers"),
+        (b"1,2\n3,x\n", "text/csv", "as numbers"),
+        (b"\xff\xfe", "text/csv", "as numbers"),
+        (_npz(), "application/x-npy", "not an .npz archive"),
+        (b"PK\x03\x04 not a zip", "application/x-npy", "written by numpy.save"),
+        (b"\x93NUMPY\x01", "application/x-npy", "as numbers"),
+    ],
+    ids=["deep-json", "ragged-json", "no-rows", "csv-text", "csv-bytes", "npz", "zip", "cut-npy"],
+)
+def test_default_input_parsing_rejects_bad_bodies_as_invalid_input(
+    body: bytes, content_type: str, message: str
+) -> None:
+    from kubemaker_runtime.frameworks.mxnet import serving
+    from kubemaker_runtime.serving.errors import InvalidInput, status_for
+
+    with pytest.raises(InvalidInput, match=message) as raised:
+        serving.read_numbers(body, content_type)
+    assert status_for(raised.value) == 400
+
+
+def test_open_inference_protocol_bytes_input_is_invalid_input(tmp_path: Path) -> None:
+    from kubemaker_runtime.frameworks.mxnet import serving
+    from kubemaker_runtime.serving import v2
+    from kubemaker_runtime.serving.errors import InvalidInput, status_for
+
+    model = serving.MXNetModel(tmp_path)  # no code: the default handlers
+    _, inputs = v2.decode_request(
+        b'{"inputs": [{"name": "x", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}]}'
+    )
+    with pytest.raises(
+        InvalidInput, match="input 'x' is BYTES: this MXNet model takes numbers"
+    ) as raised:
+        model.infer_v2(inputs)
+    assert status_for(raised.value) == 400

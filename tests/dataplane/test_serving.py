@@ -9,11 +9,14 @@ import asyncio
 import contextlib
 import json
 import os
+import select
 import signal
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -106,6 +109,79 @@ def test_bad_requests_get_their_status_and_a_message_never_a_traceback(
     assert "secret internal detail" not in response.text
 
 
+def _send_chunked_until_answered(
+    server: Server, path: str, content_type: str, total: int
+) -> tuple[int, int, bytes]:
+    """POST a chunked body of up to ``total`` bytes over a raw socket, stopping as soon
+    as the server answers (as a client must, for an early 413). Returns the number of
+    bytes sent, the response's status and its body."""
+    address = urlsplit(server.url)
+    piece = b"1," * 32768
+    chunk = b"%x\r\n%b\r\n" % (len(piece), piece)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Type: {content_type}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(head)
+        sent = 0
+        pending = b""
+        while sent < total:
+            readable, writable, _ = select.select([sock], [sock], [], 30)
+            if readable:
+                break  # the answer (or the server's close): stop sending
+            assert writable, "the server neither reads the body nor answers"
+            pending = pending or chunk
+            try:
+                count = sock.send(pending)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the server answered and closed while this was sending
+            pending = pending[count:]
+            sent += count
+        else:
+            sock.sendall(pending + b"0\r\n\r\n")  # all sent: end the body
+        response = b""
+        while data := sock.recv(65536):  # after an early answer the server closes
+            response += data
+    head_block, _, body = response.partition(b"\r\n\r\n")
+    return sent, int(head_block.split(maxsplit=2)[1]), body
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("/invocations", "text/csv"), ("/v2/models/sum/infer", "application/json")],
+)
+def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(
+    server: Server, path: str, content_type: str
+) -> None:
+    # No Content-Length: the server can only count while reading. It must stop at the
+    # limit (1 MB here) and answer 413 long before the client is done with 256 MB.
+    pid_before = server.post("/invocations", "1", **{"Content-Type": "text/csv"}).json()["pid"]
+    total = 256 * 1024 * 1024
+    sent, status, body = _send_chunked_until_answered(server, path, content_type, total)
+    assert status == 413, body
+    assert sent < total // 4, f"the server answered only after reading {sent} bytes"
+    assert b"the request body (chunked) is over the maximum of 1048576 (1 MB)" in body
+    # Still healthy, and the same worker (it neither crashed nor ran out of memory).
+    assert server.get("/ping").status_code == 200
+    response = server.post("/invocations", "1,2", **{"Content-Type": "text/csv"})
+    assert response.json()["sums"] == [3.0]
+    assert response.json()["pid"] == pid_before
+
+
+def test_a_chunked_body_under_the_limit_is_read_whole(server: Server) -> None:
+    pieces = [b"1,2", b",3\n4,5", b",6\n", b"7,8,9"]
+    response = requests.post(
+        server.url + "/invocations",
+        data=iter(pieces),  # a generator body: Transfer-Encoding: chunked
+        headers={"Content-Type": "text/csv"},
+        timeout=30,
+    )
+    assert response.request.headers.get("Transfer-Encoding") == "chunked"
+    assert response.status_code == 200, response.text
+    assert response.json()["sums"] == [6.0, 15.0, 24.0]
+
+
 def test_unknown_routes_methods_and_empty_payloads(server: Server) -> None:
     assert server.get("/nope").status_code == 404
     assert server.get("/invocations").status_code == 405
@@ -150,6 +226,49 @@ def test_open_inference_protocol_routes(server: Server) -> None:
     assert "needs 6" in response.json()["error"]
     response = server.post("/v2/models/sum/infer", "{not json")
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("INT8", "[1, 300]", "out of range for INT8 (-128 to 127): 300"),
+        ("UINT8", "[-1, 2]", "out of range for UINT8 (0 to 255): -1"),
+        ("INT64", "[1, 9223372036854775808]", "out of range for INT64 (-9223372036854775808 to "),
+        ("UINT64", "[1, 18446744073709551616]", "out of range for UINT64 (0 to "),
+        ("INT16", "[1, 1e300]", "out of range for INT16 (-32768 to 32767): 1e+300"),
+        ("INT32", '[1, "x"]', "does not hold INT32 values"),
+        ("FP32", "[1, [2, 3]]", "does not hold FP32 values"),
+    ],
+)
+def test_open_inference_protocol_values_the_datatype_cannot_hold_are_400(
+    server: Server, datatype: str, data: str, message: str
+) -> None:
+    # Written by hand: the values are what a JSON encoder would refuse to produce.
+    body = (
+        f'{{"inputs": [{{"name": "x", "shape": [2], "datatype": "{datatype}", "data": {data}}}]}}'
+    )
+    response = server.post("/v2/models/sum/infer", body, **{"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error.startswith("inputs[0] ('x').data"), error
+    assert message in error
+
+
+def test_open_inference_protocol_malformed_tensors_are_400(server: Server) -> None:
+    def infer(tensor: dict[str, Any]) -> requests.Response:
+        return server.post("/v2/models/sum/infer", json.dumps({"inputs": [tensor]}))
+
+    good = {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}
+    assert infer(good).json()["outputs"][0]["data"] == [3.0]
+    for bad, message in [
+        (dict(good, shape=[True, 2]), "shape must be a list of non-negative integers"),
+        (dict(good, shape=[1, -2]), "shape must be a list of non-negative integers"),
+        (dict(good, datatype="FP128"), "'FP128' is not one of"),
+        ({"name": "x", "shape": [2]}, "lacks datatype, data"),
+    ]:
+        response = infer(bad)
+        assert response.status_code == 400, (bad, response.text)
+        assert message in response.json()["error"]
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

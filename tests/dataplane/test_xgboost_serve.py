@@ -151,6 +151,57 @@ def test_missing_values_and_bad_payloads(binary: tuple[Server, contract.Paths]) 
     assert not_acceptable.status_code == 406
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("1:0.5 99999999999999999999:1", "feature index '99999999999999999999' is out of range"),
+        (f"1:0.5 {2**63}:1", "is out of range (0 to 4294967294)"),
+        ("1:0.5 -2:1", "feature index '-2' is out of range"),
+        ("1:0.5 4000000000:1", f"feature index 4000000000 but the model has {FEATURES} features"),
+        ("1:0.5 2:abc", "'2:abc' is not index:value"),
+    ],
+)
+def test_libsvm_requests_with_bad_indices_are_400(
+    binary: tuple[Server, contract.Paths], body: str, message: str
+) -> None:
+    server, _ = binary
+    response = server.post("/invocations", body, **{"Content-Type": "text/libsvm"})
+    assert response.status_code == 400, response.text
+    assert message in response.text
+    assert server.get("/ping").status_code == 200
+
+
+def test_open_inference_protocol_bad_tensors_are_400(binary: tuple[Server, contract.Paths]) -> None:
+    server, _ = binary
+
+    def infer(datatype: str, data: str, shape: str = f"[1, {FEATURES}]") -> tuple[int, str]:
+        body = (
+            f'{{"inputs": [{{"name": "input-0", "shape": {shape}, '
+            f'"datatype": "{datatype}", "data": {data}}}]}}'
+        )
+        response = server.post("/v2/models/xgboost/infer", body)
+        return response.status_code, response.json().get("error", "")
+
+    ones = ", ".join(["1"] * (FEATURES - 1))
+    assert infer("INT8", f"[{ones}, 127]")[0] == 200
+    assert infer("INT8", f"[{ones}, 300]") == (
+        400,
+        "inputs[0] ('input-0').data has a value out of range for INT8 (-128 to 127): 300",
+    )
+    status, error = infer("INT64", f"[{ones}, {2**63}]")
+    assert (status, "out of range for INT64" in error) == (400, True)
+    status, error = infer("BYTES", json.dumps(["a"] * FEATURES))
+    assert (status, error) == (
+        400,
+        "input 'input-0' is BYTES: the XGBoost model takes numbers (FP*, INT*, UINT* or BOOL)",
+    )
+    status, error = infer("FP32", json.dumps([1.0] * 3), shape="[3]")
+    assert (status, error) == (
+        400,
+        f"input 'input-0' has shape [1, 3]: expected [rows, {FEATURES}]",
+    )
+
+
 def test_open_inference_protocol_infer(binary: tuple[Server, contract.Paths]) -> None:
     server, paths = binary
     x, _ = make_classification(2, 25)

@@ -70,6 +70,27 @@ def test_libsvm_requests_wider_than_the_model_are_rejected() -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # Past int64: it used to overflow the index array (OverflowError, a 500).
+        (b"0 1:1 99999999999999999999:1", "line 1: feature index '99999999999999999999'"),
+        (b"0 1:1\n0 %d:1" % 2**63, f"line 2: feature index '{2**63}' is out of range"),
+        # Past what XGBoost can count (32 bits): refused here, not deep in XGBoost.
+        (b"0 %d:1" % 2**32, "is out of range (0 to 4294967294)"),
+        (b"0 -3:1", "feature index '-3' is out of range"),
+    ],
+)
+def test_libsvm_feature_indices_out_of_range_are_data_errors(body: bytes, message: str) -> None:
+    with pytest.raises(data.DataError, match=re.escape(message)):
+        data.parse_libsvm(body, with_labels=True)
+    # Training reads channels with the same parser: the job's ClientError.
+    with pytest.raises(data.DataError, match=re.escape(message)):
+        data.read_blobs([body], data.LIBSVM)
+    largest = data.MAX_FEATURE_INDEX + 1
+    assert data.parse_libsvm(b"0 %d:1" % largest, with_labels=True).columns.tolist() == [largest]
+
+
+@pytest.mark.parametrize(
     ("given", "canonical"),
     [
         (None, "text/libsvm"),

@@ -71,13 +71,24 @@ def _decode_tensor(tensor: Any, index: int) -> tuple[np.ndarray, str]:
     if missing:
         raise InvalidInput(f"{where} lacks {', '.join(missing)}")
     name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    shown = repr(name)
+    where = f"{where} ({shown if len(shown) <= 60 else shown[:57] + '...'})"
+    # bool is an int to Python, not to numpy's reshape.
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidInput(f"{where}.shape must be a list of non-negative integers")
     dtype = DTYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
         raise InvalidInput(f"{where}.datatype {datatype!r} is not one of {', '.join(DTYPES)}")
+    data = tensor["data"]
     try:
-        array = np.asarray(tensor["data"], dtype=dtype)
+        if np.issubdtype(dtype, np.integer):
+            _check_range(data, dtype, f"{where}.data", datatype)
+        array = np.asarray(data, dtype=dtype)
+    except OverflowError as error:
+        # What _check_range did not see (numpy 2 raises where numpy 1 wraps around).
+        raise InvalidInput(
+            f"{where}.data has a value out of range for {datatype}: {error}"
+        ) from None
     except (ValueError, TypeError) as error:
         raise InvalidInput(f"{where}.data does not hold {datatype} values: {error}") from None
     if array.size != prod(shape):
@@ -85,6 +96,39 @@ def _decode_tensor(tensor: Any, index: int) -> tuple[np.ndarray, str]:
             f"{where}.data has {array.size} elements, shape {shape} needs {prod(shape)}"
         )
     return array.reshape(shape), str(name)
+
+
+def _check_range(data: Any, dtype: Any, where: str, datatype: str) -> None:
+    """Refuse integers the datatype cannot hold (INT8 300, UINT8 -1, INT64 2**63).
+
+    numpy 1 casts them silently, wrapped around (300 becomes 44 in INT8); numpy 2
+    raises OverflowError. Checked here, the answer is the same with either, and
+    names the value.
+    """
+    info = np.iinfo(dtype)
+    wide = np.asarray(data)  # int64, uint64 or float64 for JSON numbers
+    if not wide.size:
+        return
+    kind = wide.dtype.kind
+    if kind in "iuf":
+        low, high = wide.min().item(), wide.max().item()
+        # Python compares ints and floats exactly, whatever their size.
+        bad = low if low < info.min else high if high > info.max else None
+    elif kind == "O":
+        bad = next(
+            (
+                v
+                for v in wide.ravel().tolist()
+                if isinstance(v, int | float) and not info.min <= v <= info.max
+            ),
+            None,
+        )
+    else:
+        return  # strings and the like: the conversion decides
+    if bad is not None:
+        raise InvalidInput(
+            f"{where} has a value out of range for {datatype} ({info.min} to {info.max}): {bad}"
+        )
 
 
 def encode_response(model_name: str, request_id: str | None, outputs: Mapping[str, Any]) -> bytes:

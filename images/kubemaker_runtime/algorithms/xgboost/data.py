@@ -51,6 +51,10 @@ VALIDATION_CHANNEL = "validation"
 GZIP_MAGIC = b"\x1f\x8b"
 # Attribute the trainer leaves in the model: "0" or "1", the libsvm index base it saw.
 LIBSVM_INDEX_BASE_ATTR = "kubemaker_libsvm_index_base"
+# XGBoost counts features in 32 bits and refuses 2**32 - 1 of them or more: the largest
+# 0-based feature index it can take. Larger ones are refused while parsing, before
+# they overflow the int64 index array or reach XGBoost.
+MAX_FEATURE_INDEX = 2**32 - 3
 
 
 class DataError(ValueError):
@@ -187,12 +191,18 @@ def parse_libsvm(body: bytes, *, with_labels: bool) -> LibsvmRows:
             try:
                 if not sep:
                     raise ValueError
-                columns.append(int(index))
+                column = int(index)
                 values.append(float(value))
             except ValueError:
                 raise DataError(
                     f"libsvm line {line_number}: {_show(token)} is not index:value"
                 ) from None
+            if not 0 <= column <= MAX_FEATURE_INDEX + 1:  # + 1: the index may be 1-based
+                raise DataError(
+                    f"libsvm line {line_number}: feature index {_show(index)} is out of "
+                    f"range (0 to {MAX_FEATURE_INDEX + 1})"
+                )
+            columns.append(column)
             rows.append(row)
         row += 1
     if weights and len(weights) != len(labels):

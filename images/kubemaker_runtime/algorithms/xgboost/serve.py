@@ -27,7 +27,7 @@ import scipy.sparse
 import xgboost as xgb
 
 from kubemaker_runtime.algorithms.xgboost import data, selectable
-from kubemaker_runtime.serving import InvalidInput, Model
+from kubemaker_runtime.serving import InvalidInput, Model, v2
 
 logger = logging.getLogger(__name__)
 
@@ -178,15 +178,19 @@ class XGBoostModel(Model):
     def infer_v2(self, inputs: Any) -> dict[str, np.ndarray]:
         if len(inputs) != 1:
             raise InvalidInput("the XGBoost model takes one input tensor of shape [rows, features]")
-        (array,) = inputs.values()
+        ((name, array),) = inputs.items()
+        if array.dtype.kind not in "fiub":
+            raise InvalidInput(
+                f"input {name!r} is {v2.datatype_of(array)}: the XGBoost model takes numbers "
+                "(FP*, INT*, UINT* or BOOL)"
+            )
         if array.ndim == 1:
             array = array.reshape(1, -1)
         if array.ndim != 2 or array.shape[1] != self.num_features:
             raise InvalidInput(
-                f"input shape {list(array.shape)}: expected [rows, {self.num_features}]"
+                f"input {name!r} has shape {list(array.shape)}: expected "
+                f"[rows, {self.num_features}]"
             )
-        if array.dtype.kind not in "fiub":
-            raise InvalidInput(f"input datatype {array.dtype}: expected numbers")
         return {"predict": self.predict(array)}
 
 

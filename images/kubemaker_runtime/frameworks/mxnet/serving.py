@@ -34,7 +34,8 @@ import numpy as np
 
 from kubemaker_runtime import contract
 from kubemaker_runtime.frameworks.mxnet import code as user_code
-from kubemaker_runtime.frameworks.mxnet.environment import count_gpus
+from kubemaker_runtime.processors import available_gpus
+from kubemaker_runtime.serving import v2
 from kubemaker_runtime.serving.errors import InvalidInput, UnsupportedMediaType
 from kubemaker_runtime.serving.model import Model
 
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 JSON = "application/json"
 CSV = "text/csv"
 NPY = "application/x-npy"
+NPY_MAGIC = b"\x93NUMPY"
 DEFAULT_TYPES = (JSON, CSV, NPY)
 # What a user's input_fn / transform_fn may be sent; the defaults decode the first three.
 USER_REQUEST_TYPES = (
@@ -105,7 +107,7 @@ def find_user_module(model_dir: Path, environ: Mapping[str, str]) -> ModuleType 
 def context() -> Any:
     import mxnet as mx
 
-    return mx.gpu(0) if count_gpus(os.environ) > 0 else mx.cpu()
+    return mx.gpu(0) if available_gpus(os.environ) > 0 else mx.cpu()
 
 
 def default_model_fn(model_dir: str | Path) -> Any:
@@ -136,6 +138,14 @@ def default_input_fn(data: bytes, content_type: str) -> Any:
     """JSON (a nested list, or ``{"instances": ...}``), CSV rows or NPY, to an NDArray."""
     import mxnet as mx
 
+    return mx.nd.array(read_numbers(data, content_type), ctx=context())
+
+
+def read_numbers(data: bytes, content_type: str) -> np.ndarray:
+    """The default input_fn's parsing: a JSON, CSV or NPY body to a float32 array.
+
+    Every way a body can be malformed is the caller's :class:`InvalidInput` (a 400).
+    """
     try:
         if content_type == JSON:
             value = json.loads(data)
@@ -149,17 +159,26 @@ def default_input_fn(data: bytes, content_type: str) -> Any:
                 [[float(cell) for cell in row.split(",")] for row in rows], dtype=np.float32
             )
         elif content_type == NPY:
+            # Only the .npy format: np.load would also open an .npz (zip) archive.
+            if not data.startswith(NPY_MAGIC):
+                raise InvalidInput(
+                    "an application/x-npy body is one array written by numpy.save "
+                    "(not an .npz archive or other data)"
+                )
             array = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
         else:
             raise UnsupportedMediaType(
                 f"the default input_fn reads {', '.join(DEFAULT_TYPES)}, not {content_type}; "
                 "define input_fn in your script for other types"
             )
+    except RecursionError:
+        # The json module gives up on nesting deeper than the interpreter's stack.
+        raise InvalidInput(f"the {content_type} body is nested too deeply") from None
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read the {content_type} body as numbers: {exc}") from None
     if array.ndim == 0 or array.dtype == object:
         raise InvalidInput("expected a list of rows of numbers")
-    return mx.nd.array(array, ctx=context())
+    return array
 
 
 def default_predict_fn(data: Any, model: Any) -> Any:
@@ -267,11 +286,16 @@ class MXNetModel(Model):
 
     def infer_v2(self, inputs: Any) -> dict[str, np.ndarray]:
         """Open Inference Protocol: the tensor goes to predict_fn, the output comes back."""
-        import mxnet as mx
-
         if len(inputs) != 1:
             raise InvalidInput("this MXNet model takes exactly one input tensor")
-        (array,) = inputs.values()
+        ((name, array),) = inputs.items()
+        if array.dtype.kind not in "fiub":
+            raise InvalidInput(
+                f"input {name!r} is {v2.datatype_of(array)}: this MXNet model takes numbers "
+                "(FP*, INT*, UINT* or BOOL)"
+            )
+        import mxnet as mx
+
         data = mx.nd.array(np.asarray(array, dtype=np.float32), ctx=context())
         result = self._predict_fn(data, self.model)
         return {"predict": result.asnumpy() if hasattr(result, "asnumpy") else np.asarray(result)}
