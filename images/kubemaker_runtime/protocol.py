@@ -7,28 +7,110 @@ message (``/dev/termination-log``), where the operator reads it from the pod sta
 
 Local mode builds the same config and reads the same report, so both paths are one.
 
+Version skew
+------------
+The agent image is pinned apart from the operator, so after an upgrade either side may
+be older than the other. Reading JSON (``model_validate_json``, and
+:meth:`AgentReport.from_message`) is therefore tolerant, in both directions:
+
+- **Unknown fields are ignored** and the known ones kept, at every level. The agent
+  logs the ones it ignores in an AgentConfig at WARNING (a newer operator asked for
+  something this agent does not do); the operator logs the ones in a report at DEBUG
+  (it reads every report again at each reconcile).
+- **Missing fields take their defaults**, so a newer reader reads an older writer.
+- **AgentReport is versioned**: ``version`` is :data:`REPORT_VERSION` in every report
+  written; a report without one is version 1 (version-1 agents left the default out).
+  A version newer than the reader's is not an error: the reader keeps what it knows.
+  Version 2 dropped ``simulated`` (a test-only flag); version-1 reports that carry it
+  are read as any other.
+- **AgentConfig carries no version**: the agent does what the fields say, and new
+  fields default to the old behaviour.
+- A report that cannot be read at all (not JSON, not an object, a known field of the
+  wrong type, no ``outcome``) raises :class:`ReportError`, a ``ValueError`` whose
+  message is one line naming what is wrong. Text longer than its limit is clipped on
+  reading, not refused.
+
+What keeps this safe is the writers' side, for every change to these models:
+
+- A field keeps its name, type and set of values forever. A version adds optional
+  fields or stops writing one; a change an older reader would misread (a new
+  ``outcome``, a unit change) takes a new field name. Bump :data:`REPORT_VERSION`
+  whenever the report's shape changes.
+- A config setting that must not be ignored (one without which data would leak or be
+  lost) is not added as a plain field: the operator must then refuse to launch an
+  agent image too old for it.
+- Agents before version 2 of the report refuse any config field they do not know.
+  The operator writes the config without ``None`` values, so a new config field
+  defaults to ``None`` (and stays unset) for as long as such agents may run.
+
+Building these objects in Python (keyword arguments, ``model_validate`` of a dict)
+stays strict: a misspelt field name fails loudly in the operator's and agent's tests.
+
 This module imports nothing but pydantic and the standard library: the operator
 imports it, and must not pull in boto3 or an algorithm's packages.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+import logging
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+
+logger = logging.getLogger(__name__)
 
 AGENT_CONFIG_ENV = "KUBEMAKER_AGENT_CONFIG"
 # Kubernetes truncates a termination message at 4096 bytes; the report must fit.
 TERMINATION_MESSAGE_LIMIT = 4096
 # SageMaker caps FailureReason at 1024 characters.
 FAILURE_REASON_LIMIT = 1024
+# The AgentReport's shape this module writes; see "Version skew" above.
+REPORT_VERSION = 2
+# What a report without a version number is: version-1 agents wrote none.
+UNVERSIONED_REPORT = 1
+# Room for a ReportError's detail, so that it fits an event or a status message.
+_ERROR_DETAIL_LIMIT = 300
+
+
+class ReportError(ValueError):
+    """An AgentReport that cannot be read at all; the message is one line."""
 
 
 class _Wire(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
+    # How loudly a reader says which fields it ignored.
+    _unknown_fields_log_level: ClassVar[int] = logging.WARNING
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_unknown_fields(cls, data: Any, info: ValidationInfo) -> Any:
+        """Drop the fields a newer writer added, when reading JSON (see the docstring)."""
+        if info.mode != "json" or not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields)
+        known.update(f.alias for f in cls.model_fields.values() if f.alias)
+        unknown = sorted(str(key) for key in data if key not in known)
+        if not unknown:
+            return data
+        logger.log(
+            cls._unknown_fields_log_level,
+            "%s: ignoring fields this version does not know: %s",
+            cls.__name__,
+            ", ".join(unknown),
+        )
+        return {key: value for key, value in data.items() if key in known}
 
 
 class ChannelConfig(_Wire):
@@ -83,47 +165,110 @@ class AgentConfig(_Wire):
 class AgentReport(_Wire):
     """What the agent did, written to its termination message (<= 4096 bytes as JSON)."""
 
-    version: Literal[1] = 1
+    # The operator reads each report again at every reconcile: no warning each time.
+    _unknown_fields_log_level: ClassVar[int] = logging.DEBUG
+
+    version: int = Field(default=REPORT_VERSION, ge=1)
     # The job-level outcome the agent saw: "Completed" when the model was uploaded
     # (or there was nothing to upload), "Failed" when the agent itself failed.
     outcome: Literal["Completed", "Failed"]
     model_artifacts: str | None = None
     output_data: str | None = None
     # Text of /opt/ml/output/failure, written by the algorithm: becomes failureReason.
-    failure_reason: str | None = Field(default=None, max_length=FAILURE_REASON_LIMIT)
+    # Longer text is clipped to the limit, also when reading a newer agent's report.
+    failure_reason: str | None = None
     # The agent's own error (a channel that does not exist, a failed upload). ``user``
     # errors are the spec's fault and are never retried; ``platform`` errors may be.
-    agent_error: str | None = Field(default=None, max_length=FAILURE_REASON_LIMIT)
+    agent_error: str | None = None
     agent_error_kind: Literal["user", "platform"] | None = None
     bytes_downloaded: int = 0
     bytes_uploaded: int = 0
     # Final metrics an algorithm wrote to /opt/ml/output/metrics.json ({"name": value});
     # the operator merges them with what the job's metricDefinitions find in its logs.
     final_metrics: dict[str, float] = Field(default_factory=dict)
-    simulated: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unversioned_is_version_1(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.mode == "json" and isinstance(data, dict) and "version" not in data:
+            return {**data, "version": UNVERSIONED_REPORT}
+        return data
+
+    @field_validator("failure_reason", "agent_error")
+    @classmethod
+    def _clip_to_limit(cls, text: str | None) -> str | None:
+        return _clip(text, FAILURE_REASON_LIMIT)
 
     def to_message(self) -> str:
-        """Serialise within the termination-message limit, shortening text if needed."""
-        text = self.model_dump_json(by_alias=True, exclude_defaults=True)
-        if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
-            return text
-        shorter = self.model_copy(
-            update={
-                "failure_reason": _clip(self.failure_reason, 512),
-                "agent_error": _clip(self.agent_error, 512),
+        """Serialise within the termination-message limit, shortening text if needed.
+
+        Kubernetes cuts a longer message, which would leave no JSON to read: text is
+        shortened first, then the metrics go (the logs still carry them).
+        """
+        text = self._dump()
+        for text_bytes, metrics in ((700, True), (700, False), (128, False)):
+            if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
+                break
+            update: dict[str, Any] = {
+                "failure_reason": _clip_json(self.failure_reason, text_bytes),
+                "agent_error": _clip_json(self.agent_error, text_bytes),
             }
-        )
-        text = shorter.model_dump_json(by_alias=True, exclude_defaults=True)
-        if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
-            return text
-        # Still too long only with hundreds of metrics: the logs still carry them.
-        return shorter.model_copy(update={"final_metrics": {}}).model_dump_json(
-            by_alias=True, exclude_defaults=True
-        )
+            if not metrics:
+                update["final_metrics"] = {}
+            text = self.model_copy(update=update)._dump()
+        return text
+
+    def _dump(self) -> str:
+        # The version is always written, even where it is the default.
+        fields = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        fields = {"version": self.version, **fields}
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
-    def from_message(cls, message: str) -> AgentReport:
-        return cls.model_validate_json(message)
+    def from_message(cls, message: str | bytes) -> AgentReport:
+        """The report in a termination message, written by an agent of any version.
+
+        Raises :class:`ReportError` (one line) when the message is no report at all.
+        """
+        try:
+            return cls.model_validate_json(message)
+        except ValidationError as exc:
+            raise ReportError(f"unreadable agent report: {_one_line(exc)}") from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    """The first error of a ValidationError as ``field: problem (got value)``."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "json_invalid":
+        detail = f"not JSON ({first['msg'].removeprefix('Invalid JSON: ')})"
+    elif first["type"] == "model_type":
+        detail = f"not a JSON object (got {_short(first['input'])})"
+    elif first["type"] == "missing":
+        detail = f"{where}: missing"
+    else:
+        detail = f"{where}: {first['msg']} (got {_short(first['input'])})"
+    if len(errors) > 1:
+        detail += f"; and {len(errors) - 1} more"
+    detail = " ".join(detail.split())
+    return _clip(detail, _ERROR_DETAIL_LIMIT) or ""
+
+
+def _short(value: Any) -> str:
+    return _clip(json.dumps(value, ensure_ascii=False, default=repr), 60) or ""
+
+
+def _clip_json(text: str | None, max_bytes: int) -> str | None:
+    """At most 512 characters, and at most max_bytes once JSON-escaped and encoded."""
+    text = _clip(text, 512)
+    while text is not None and len(text) > 3:
+        over = len(json.dumps(text, ensure_ascii=False).encode()) - max_bytes
+        if over <= 0:
+            break
+        # A character takes at most 6 bytes in JSON (an escaped control character).
+        text = _clip(text, max(3, len(text) - -(-over // 6)))
+    return text
 
 
 def _clip(text: str | None, limit: int) -> str | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 CONFIG_ENV = "KUBEMAKER_CONFIG"
@@ -155,14 +155,29 @@ def load_config(
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read the operator configuration {file}: {exc}") from exc
+        reason = exc.strerror or exc
+        raise ConfigError(f"cannot read the operator configuration {file}: {reason}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"the operator configuration {file} is not UTF-8 text (byte {exc.start})"
+        ) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{file} is nested too deeply") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{file} must hold a mapping, not {type(data).__name__}")
     try:
         return OperatorConfig.from_mapping(data)
-    except ValueError as exc:
-        raise ConfigError(f"invalid operator configuration in {file}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"invalid operator configuration in {file}: {_fields(exc)}") from exc
+
+
+def _fields(exc: ValidationError) -> str:
+    """Each invalid key of a ValidationError as ``path.to.key: problem``, on one line."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
+        for error in exc.errors(include_url=False)
+    )

@@ -46,15 +46,17 @@ class CompiledMetric:
 
 
 def compile_definitions(definitions: Sequence[MetricDefinition] | None) -> list[CompiledMetric]:
-    """The definitions, compiled; a regex Python cannot compile is a user error naming it."""
+    """The definitions, compiled; a regex Python cannot compile is a user error naming it.
+
+    The model already refuses such a regex when it parses a spec; this covers definitions
+    built without validation.
+    """
     compiled = []
     for index, definition in enumerate(definitions or ()):
         try:
-            pattern = re.compile(definition.regex)
-        except re.error as exc:
-            raise SpecError(
-                f"{FIELD}.{index}.regex", f"not a valid regular expression: {exc}"
-            ) from None
+            pattern = MetricDefinition.compile_regex(definition.regex)
+        except ValueError as exc:
+            raise SpecError(f"{FIELD}.{index}.regex", str(exc)) from None
         compiled.append(CompiledMetric(definition.name, pattern))
     return compiled
 

@@ -15,6 +15,7 @@ from kubemaker_runtime.agent import Agent, AgentError
 from kubemaker_runtime.agent.report import write_report
 from kubemaker_runtime.contract import Paths
 from kubemaker_runtime.protocol import (
+    REPORT_VERSION,
     TERMINATION_MESSAGE_LIMIT,
     AgentConfig,
     AgentReport,
@@ -117,6 +118,7 @@ def test_report_fits_the_termination_message_and_round_trips(
     assert back.failure_reason is not None and back.failure_reason.startswith("Traceback: xxx")
     assert back.bytes_uploaded == report.bytes_uploaded
     assert json.loads(message)["modelArtifacts"] == report.model_artifacts  # camelCase wire
+    assert json.loads(message)["version"] == back.version == REPORT_VERSION
 
 
 def test_only_the_first_host_uploads(s3_client: Any, s3_bucket: str, tmp_path: Path) -> None:

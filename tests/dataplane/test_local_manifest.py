@@ -108,7 +108,22 @@ def test_absolute_and_other_uris_are_left_alone() -> None:
             "spec.inputDataConfig.0.uri: String should match pattern",
         ),
         (lambda m: m["spec"].pop("outputDataConfig"), "spec.outputDataConfig: Field required"),
+        (
+            lambda m: m["spec"]["algorithmSpecification"]["metricDefinitions"][0].update(
+                regex="validation-auc:(["
+            ),
+            "spec.algorithmSpecification.metricDefinitions.0.regex: "
+            "not a valid Python regular expression: unterminated character set",
+        ),
         (lambda m: m["metadata"].pop("name"), "metadata.name is required"),
+        (
+            lambda m: m["metadata"].update(labels={"version": 1}),
+            "metadata.labels.version: Input should be a valid string",
+        ),
+        (
+            lambda m: m["metadata"].update(annotations=["a list"]),
+            "metadata.annotations: Input should be a valid dictionary",
+        ),
         (lambda m: m["metadata"].update(name="Bank_Job"), "metadata.name must be lower-case"),
         (lambda m: m.update(apiVersion="v1"), "apiVersion must be kubemaker.io/v1alpha1"),
         (lambda m: m.pop("spec"), "spec is required"),
@@ -135,9 +150,22 @@ def test_the_first_object_of_the_kind_is_taken(tmp_path: Path) -> None:
 def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="no such file"):
         load_training_job(tmp_path / "missing.yaml")
+    with pytest.raises(ManifestError, match="cannot read it: Is a directory"):
+        load_training_job(tmp_path)
     bad = tmp_path / "bad.yaml"
     bad.write_text("spec: [unclosed\n")
     with pytest.raises(ManifestError, match="not valid YAML"):
+        load_training_job(bad)
+    bad.write_bytes(EXAMPLE_JOB.read_bytes().replace(b"xgboost-bank", b"caf\xe9", 1))
+    with pytest.raises(ManifestError, match=r"bad\.yaml: not UTF-8 text \(byte \d+: b'\\xe9'\)"):
+        load_training_job(bad)
+    # Too deep for the YAML parser, then for what reads the parsed spec.
+    bad.write_text("spec: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ManifestError, match=r"bad\.yaml: nested too deeply"):
+        load_training_job(bad)
+    spec_tail = "\n  podOverrides: " + "{a: " * 700 + "1" + "}" * 700 + "\n"
+    bad.write_text(EXAMPLE_JOB.read_text() + spec_tail)
+    with pytest.raises(ManifestError, match=r"bad\.yaml: nested too deeply"):
         load_training_job(bad)
     endpoint = yaml.safe_load((EXAMPLE / "endpoint.yaml").read_text())
     assert "no TrainingJob in it (found kind Endpoint)" in load_error(tmp_path, endpoint)
@@ -161,8 +189,8 @@ def test_an_unknown_algorithm_names_the_field(tmp_path: Path) -> None:
 def test_an_invalid_metric_regex_names_the_definition(tmp_path: Path) -> None:
     manifest = example()
     manifest["spec"]["algorithmSpecification"]["metricDefinitions"][1]["regex"] = "auc:(["
-    with pytest.raises(ManifestError, match=r"metricDefinitions\.1\.regex: not a valid"):
-        _local_job(tmp_path, manifest)
+    message = load_error(tmp_path, manifest)
+    assert "metricDefinitions.1.regex: not a valid Python regular expression" in message
 
 
 def test_metric_regexes_match_as_printed_and_as_cloudwatch_shows_them() -> None:
@@ -187,3 +215,60 @@ def test_a_bad_manifest_exits_2_with_the_field(tmp_path: Path) -> None:
     done = kubemaker("local", "train", "-f", str(write(tmp_path, manifest)), timeout=60)
     assert done.returncode == 2, output(done)
     assert "spec.hyperParameters.num_round: Input should be a valid string" in done.stderr
+
+
+def _not_utf8(tmp_path: Path) -> list[str]:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(EXAMPLE_JOB.read_bytes().replace(b"xgboost-bank", b"caf\xe9", 1))
+    return ["-f", str(path)]
+
+
+def _config_not_utf8(tmp_path: Path) -> list[str]:
+    config = tmp_path / "config.yaml"
+    config.write_bytes(b"images: {agent: caf\xe9}\n")
+    return ["-f", str(EXAMPLE_JOB), "--config", str(config)]
+
+
+def _config_invalid(tmp_path: Path) -> list[str]:
+    config = tmp_path / "config.yaml"
+    config.write_text("images: {pullPolicy: Sometimes}\n")
+    return ["-f", str(EXAMPLE_JOB), "--config", str(config)]
+
+
+def _labels(tmp_path: Path) -> list[str]:
+    manifest = example()
+    manifest["metadata"]["labels"] = {"version": 1}
+    return ["-f", str(write(tmp_path, manifest))]
+
+
+def _regex(tmp_path: Path) -> list[str]:
+    manifest = example()
+    manifest["spec"]["algorithmSpecification"]["metricDefinitions"][0]["regex"] = "auc:(["
+    return ["-f", str(write(tmp_path, manifest))]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (_labels, "manifest.yaml: metadata.labels.version: Input should be a valid string"),
+        (_not_utf8, "latin1.yaml: not UTF-8 text (byte "),
+        (_config_not_utf8, "operator configuration {tmp}/config.yaml is not UTF-8 text"),
+        (_config_invalid, "config.yaml: images.pullPolicy: Input should be 'Always'"),
+        (_regex, "spec.algorithmSpecification.metricDefinitions.0.regex: not a valid Python"),
+    ],
+    ids=["labels", "manifest-not-utf8", "config-not-utf8", "config-invalid", "regex"],
+)
+def test_bad_input_exits_2_with_one_line_and_no_traceback(
+    tmp_path: Path, arguments: Any, expected: str
+) -> None:
+    workdir = tmp_path / "work"
+    done = kubemaker(
+        "local", "train", *arguments(tmp_path), "--workdir", str(workdir), "--no-progress",
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, output(done)
+    assert expected.format(tmp=tmp_path) in done.stderr, output(done)
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, output(done)
+    # Nothing ran: no job directory was made.
+    assert not workdir.exists() or not any(workdir.iterdir())

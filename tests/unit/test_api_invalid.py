@@ -188,6 +188,13 @@ CASES: list[Case] = [
     Case(
         "input-mode", "TrainingJob", {ALGO + "trainingInputMode": "FastFile"}, "trainingInputMode"
     ),
+    # The apiserver compiles it as RE2 (CEL's matches), the models as Python's re.
+    Case(
+        "metric-regex-invalid",
+        "TrainingJob",
+        {ALGO + "metricDefinitions": [{"name": "validation:auc", "regex": "validation-auc:(["}]},
+        "regex",
+    ),
     Case(
         "channel-two-sources",
         "TrainingJob",

@@ -109,3 +109,46 @@ def test_invalid_configuration_names_the_problem(tmp_path: Path, text: str, matc
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_config(path)
+
+
+def test_invalid_keys_are_named_on_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "images: {pullPolicy: Sometimes, agnet: x}\ninstanceTypes: {ml.x: {cpu: '1'}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"invalid operator configuration in {path}: "
+        "images.pullPolicy: Input should be 'Always', 'IfNotPresent' or 'Never'; "
+        "images.agnet: Extra inputs are not permitted; "
+        "instanceTypes.ml.x.memory: Field required"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"images: {agent: caf\xe9}\n", "is not UTF-8 text (byte 19)"),
+        (b"\xff\xfe", "is not UTF-8 text (byte 0)"),
+        (b"gpu: " + b"[" * 5000 + b"]" * 5000 + b"\n", "is nested too deeply"),
+    ],
+    ids=["latin-1", "utf-16-bom", "too-deep"],
+)
+def test_a_file_that_is_no_configuration_names_the_file(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(path) in str(caught.value) and message in str(caught.value)
+    # The same through $KUBEMAKER_CONFIG.
+    with pytest.raises(ConfigError, match=r"config\.yaml"):
+        load_config(environ={CONFIG_ENV: str(path)})
+
+
+def test_a_directory_is_no_configuration(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert str(caught.value) == f"cannot read the operator configuration {tmp_path}: Is a directory"

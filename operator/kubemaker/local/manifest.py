@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from kubemaker.api import API_VERSION, Endpoint, TrainingJob
-from kubemaker.api.common import ResourceBase, check_object_name
+from kubemaker.api.common import ObjectMeta, ResourceBase, check_object_name
 from kubemaker.builders.errors import validation_message
 from kubemaker.local.errors import ManifestError
 
@@ -36,11 +36,17 @@ def read_documents(path: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such file") from None
     except OSError as exc:
-        raise ManifestError(f"{path}: cannot read it: {exc}") from None
+        raise ManifestError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r})"
+        ) from None
     try:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: nested too deeply") from None
     return [doc for doc in documents if isinstance(doc, dict)]
 
 
@@ -84,6 +90,10 @@ def parse_resource(doc: Mapping[str, Any], model: type[Resource], source: str) -
         check_object_name(str(metadata["name"]), model.info.max_name_length)
     except ValueError as exc:
         raise ManifestError(f"{source}: {exc}") from None
+    try:
+        meta = ObjectMeta.model_validate(dict(metadata))
+    except ValidationError as exc:
+        raise ManifestError(f"{source}: {validation_message(exc, prefix='metadata')}") from None
     if not isinstance(doc.get("spec"), Mapping):
         raise ManifestError(f"{source}: spec is required (a mapping)")
     try:
@@ -91,7 +101,7 @@ def parse_resource(doc: Mapping[str, Any], model: type[Resource], source: str) -
     except ValidationError as exc:
         raise ManifestError(f"{source}: {validation_message(exc)}") from None
     return model.model_validate(
-        {"apiVersion": API_VERSION, "kind": kind, "metadata": dict(metadata), "spec": spec}
+        {"apiVersion": API_VERSION, "kind": kind, "metadata": meta, "spec": spec}
     )
 
 
@@ -111,10 +121,13 @@ def load_any(path: Path, models: tuple[type[ResourceBase], ...]) -> ResourceBase
         if model is None:
             continue
         source = f"{path}" if len(documents) == 1 else f"{path} (document {index + 1})"
-        spec = doc.get("spec")
-        if isinstance(spec, Mapping):
-            doc = {**doc, "spec": resolve_relative_uris(spec, path.resolve().parent)}
-        return parse_resource(doc, model, source)
+        try:
+            spec = doc.get("spec")
+            if isinstance(spec, Mapping):
+                doc = {**doc, "spec": resolve_relative_uris(spec, path.resolve().parent)}
+            return parse_resource(doc, model, source)
+        except RecursionError:
+            raise ManifestError(f"{source}: nested too deeply") from None
     found = sorted({str(doc.get("kind")) for doc in documents})
     raise ManifestError(
         f"{path}: no {' or '.join(wanted)} in it"
