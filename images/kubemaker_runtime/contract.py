@@ -9,6 +9,9 @@ Nothing happens at import (no directory is created, no file read, no environment
 variable consulted): a :class:`Paths` is built from an explicit base directory, and
 the ``build_*`` functions are pure. Only the standard library and pydantic (through
 :mod:`kubemaker_runtime.protocol`) are imported, because the operator imports this.
+
+Why one module of this size: the contract is one document (SageMaker's), and reading
+it in one place is the point; it holds constants and pure builders, no logic to split.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -233,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         kopf.run(
             registry=registry,
             standalone=True,
+            identity=operator_identity(),  # type: ignore[arg-type]
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=liveness,
@@ -241,6 +243,16 @@ def run(args: argparse.Namespace) -> int:
     finally:
         kube.close()
     return 0
+
+
+def operator_identity(environ: Mapping[str, str] | None = None) -> str:
+    """Who this operator is (in kopf's logs and peering): the pod's name, else host/pid.
+
+    Given to kopf explicitly, because kopf's default asks ``getpass.getuser()``, which
+    fails for a user without a passwd entry, as the image's and the chart's uid 65532.
+    """
+    env = os.environ if environ is None else environ
+    return env.get("POD_NAME") or env.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -240,6 +240,19 @@ def installed_chart(
             install.uninstall()
 
 
+# The user database without the current uid, as in the operator's image (uid 65532 has no
+# passwd entry there): getpwuid() raises the KeyError the real lookup raises.
+_NO_PASSWD_ENTRY = """
+import pwd, runpy
+
+def getpwuid(uid):
+    raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+pwd.getpwuid = getpwuid
+runpy.run_module("kubemaker", run_name="__main__", alter_sys=True)
+"""
+
+
 class OperatorProcess:
     """``python -m kubemaker operator`` as a subprocess, with its log in a file."""
 
@@ -252,8 +265,14 @@ class OperatorProcess:
         workers: int = 4,
         extra_args: Sequence[str] = (),
         log_path: Path | None = None,
+        run_as: int | None = None,
+        without_passwd_entry: bool = False,
     ) -> None:
         self.kubeconfig = kubeconfig
+        # A uid to run as (uid = gid), as the image does; or, where no other uid can run
+        # this interpreter, the current uid with the user database lacking its entry.
+        self.run_as = run_as
+        self.without_passwd_entry = without_passwd_entry
         self.config_file = config_file
         self.namespaces = list(namespaces)
         self.workers = workers
@@ -272,10 +291,12 @@ class OperatorProcess:
         return self.process.pid
 
     def command(self) -> list[str]:
+        entry = ["-m", "kubemaker"]
+        if self.without_passwd_entry and self.run_as is None:
+            entry = ["-c", _NO_PASSWD_ENTRY]
         command = [
             sys.executable,
-            "-m",
-            "kubemaker",
+            *entry,
             "operator",
             "--kubeconfig",
             str(self.kubeconfig),
@@ -300,11 +321,20 @@ class OperatorProcess:
         assert self.process is None or self.process.poll() is not None, "already running"
         self.health_port, self.metrics_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBEMAKER_CONFIG")}
+        if self.without_passwd_entry:
+            for name in ("USER", "LOGNAME", "LNAME", "USERNAME", "HOME"):
+                env.pop(name, None)
         log = self.log_path.open("ab")
         log.write(f"\n=== start {self.starts + 1}: {' '.join(self.command())}\n".encode())
         log.flush()
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+            user=self.run_as,
+            group=self.run_as,
         )
         log.close()
         self.starts += 1

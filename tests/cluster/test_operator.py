@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -186,3 +193,58 @@ def test_the_charts_service_account_has_what_the_operator_needs_and_no_more(
         f"{verb} {resource}" for verb, resource in refused if chart.can_i(verb, resource, namespace)
     ]
     assert granted == []
+
+
+def test_the_operator_runs_as_a_user_without_a_passwd_entry(
+    chart: ChartInstall, namespace: str, kube: Kube
+) -> None:
+    """The image and the chart run uid 65532, which has no passwd entry: kopf's default
+    identity (getpass.getuser()) fails there, so the operator must not depend on it.
+
+    As root, with an interpreter other users may run, the operator really runs as
+    65532. Otherwise (this machine's Python lives under /root, mode 0700) it runs as
+    the current uid with ``pwd.getpwuid`` raising the KeyError a missing entry raises:
+    the one thing about that user the operator could trip on."""
+    uid = 65532
+    real = os.geteuid() == 0 and _executable_by_others(Path(sys.executable).resolve())
+    if real:
+        with pytest.raises(KeyError):
+            pwd.getpwuid(uid)  # the premise: no such user on this machine either
+    # Files the operator reads, readable by that uid (pytest's tmp dirs are private).
+    shared = Path(tempfile.mkdtemp(prefix="kubemaker-nobody-"))
+    shared.chmod(0o755)
+    copies = []
+    for source in (chart.operator_kubeconfig, chart.config_file):
+        copy = shared / source.name
+        shutil.copyfile(source, copy)
+        copy.chmod(0o644)
+        copies.append(copy)
+    process = OperatorProcess(
+        copies[0],
+        config_file=copies[1],
+        namespaces=[namespace],
+        run_as=uid if real else None,
+        without_passwd_entry=True,
+    )
+    try:
+        process.start()
+        if real:
+            assert _process_uid(process.pid) == uid
+        kube.create("nobody", kwok={"duration": "1s"})
+        kube.wait_status("nobody", "Completed")
+    finally:
+        process.close()
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def _executable_by_others(path: Path) -> bool:
+    """Whether a user other than the owner can reach and run ``path``."""
+    parents_searchable = all(p.stat().st_mode & stat.S_IXOTH for p in path.parents)
+    return parents_searchable and bool(path.stat().st_mode & stat.S_IXOTH)
+
+
+def _process_uid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for pid {pid}")

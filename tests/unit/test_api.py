@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -193,7 +193,7 @@ def test_status_round_trip_and_unknown_keys_ignored() -> None:
     )
     succeeded = status.condition("Succeeded")
     assert succeeded is not None
-    assert succeeded.last_transition_time == datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert succeeded.last_transition_time == datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert status.condition("Failed") is None
     dumped = status.dump()
     assert dumped["conditions"][0]["lastTransitionTime"] == "2025-01-02T03:04:05Z"

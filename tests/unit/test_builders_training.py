@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from kubemaker.api.training import TrainingJobSpec
+from kubemaker.api.training import TrainingJob, TrainingJobSpec
 from kubemaker.builders import naming
 from kubemaker.builders.errors import SpecError, validation_message
 from kubemaker.builders.training import (
@@ -559,3 +560,17 @@ def test_validation_messages_name_the_field() -> None:
         )
     message = validation_message(caught.value)
     assert "spec.resourceConfig.instanceCount" in message
+
+
+def test_every_attempt_runs_the_image_the_job_recorded() -> None:
+    job = build_job(make_spec(), OperatorConfig(), owner=OWNER, attempt=1, image="own/xgb:1")
+    containers = job["spec"]["template"]["spec"]["containers"]
+    assert [c["image"] for c in containers if c["name"] == "algorithm"] == ["own/xgb:1"]
+
+
+def test_a_whole_objects_error_is_named_from_its_root() -> None:
+    with pytest.raises(ValidationError) as caught:
+        TrainingJob.model_validate(
+            {"metadata": {"name": "bank"}, "spec": {**make_spec().dump(), "stop": "maybe"}}
+        )
+    assert validation_message(caught.value, prefix="").startswith("spec.stop: ")

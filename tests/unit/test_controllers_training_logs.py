@@ -22,7 +22,6 @@ import pytest
 from kubernetes import client
 
 from kubemaker.api.training import TrainingJobSpec
-from kubemaker.builders.training_status import ContainerView, PodView
 from kubemaker.controllers.training_logs import (
     LIVE_SECONDS,
     LOG_LIMIT_BYTES,
@@ -35,10 +34,16 @@ from kubemaker.controllers.training_logs import (
 )
 from kubemaker.kube import Kube
 from kubemaker.metric_definitions import MetricParser
+from kubemaker.planners.training_status import read_status
+from kubemaker.planners.training_views import ContainerView, PodView
 
 KEY = ("ml", "bank")
-RUNNING = {"trainingJobStatus": "InProgress", "secondaryStatus": "Training", "retryCount": 0}
-COMPLETED = {"trainingJobStatus": "Completed", "secondaryStatus": "Completed", "retryCount": 0}
+RUNNING = read_status(
+    {"trainingJobStatus": "InProgress", "secondaryStatus": "Training", "retryCount": 0}
+)
+COMPLETED = read_status(
+    {"trainingJobStatus": "Completed", "secondaryStatus": "Completed", "retryCount": 0}
+)
 
 
 def spec(definitions: bool = True) -> TrainingJobSpec:

@@ -6,6 +6,9 @@ So every field carries a description (it feeds ``kubectl explain``), bounds and 
 (they become apiserver validation), and cross-field rules twice: as a pydantic validator
 for local mode and the operator, and as a CEL rule (``x-kubernetes-validations``) for the
 apiserver. Keep both in step; the unit tests check the same invalid manifests against both.
+
+Why a module of this size: it is declarations only (models whose field descriptions
+are the CRD's documentation for ``kubectl explain``), one kind's API in one place.
 """
 
 from __future__ import annotations
@@ -411,6 +414,7 @@ class ModelSource(ApiModel):
 
 
 # --- status ---
+
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 

@@ -8,6 +8,9 @@ carries its own ``autoScaling``, and a change to the spec is rolled out by the
 
 Enum values that SageMaker writes in UPPER_SNAKE (``ALL_AT_ONCE``, ``CAPACITY_PERCENT``)
 are CamelCase here (``AllAtOnce``, ``CapacityPercent``), as Kubernetes APIs spell them.
+
+Why a module of this size: it is declarations only (models whose field descriptions
+are the CRD's documentation for ``kubectl explain``), one kind's API in one place.
 """
 
 from __future__ import annotations

@@ -8,10 +8,13 @@ catalog in the operator's configuration, Kueue for queueing (``queueName``).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from kubemaker.api.common import (
     MAX_HYPERPARAMETER_VALUE_LENGTH,
@@ -29,6 +32,7 @@ from kubemaker.api.common import (
     StatusModel,
     StorageConfig,
     cel,
+    cel_string,
     default_of,
     exactly_one_cel,
     list_map,
@@ -55,6 +59,20 @@ MAX_RUNTIME_LIMIT = 2_419_200
 DEFAULT_CHECKPOINT_PATH = "/opt/ml/checkpoints"
 
 
+# Regex syntax that Python's re accepts and Go's regexp (RE2, what CEL's matches() runs)
+# refuses, found by compiling both (and fuzzing them against each other): look-arounds,
+# comments, atomic groups, conditionals, named back-references, non-ASCII group names and
+# the a/L/u/x flags; back-references, the \Z \u \U \N escapes and an escaped non-ASCII
+# character; possessive quantifiers; repeat counts over 1000 or of a group (RE2 caps their
+# product at 1000); in a [set], \b (a backspace to Python) and [: (a POSIX class to RE2,
+# which then wants one more "]"). The CRD's rule skips a regex that has any of them.
+PYTHON_ONLY_REGEX_SYNTAX = (
+    r"[(][?]([=!#>(]|<[=!]|P=|P<[^>]*[^\x00-\x7f]|[aiLmsux-]*[aLux])"
+    r"|\\[1-9ZuUN]|\\[^\x00-\x7f]|[*+?}][+]|[{][0-9,]*[0-9]{4}|[)][{]"
+    r"|\[\^?\]?([^\]\\]|\\.)*(\\b|\[:)"
+)
+
+
 class MetricDefinition(ApiModel):
     """A metric the operator finds in the algorithm's logs with a regular expression."""
 
@@ -66,7 +84,38 @@ class MetricDefinition(ApiModel):
             "Python regular expression whose first group is the value, e.g. "
             "'.*\\[[0-9]+\\].*#011validation-auc:([-+]?[0-9]*\\.?[0-9]+)'."
         ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                # CEL has no Python regexes, but compiles RE2 at run time: ''.matches(self)
+                # fails to evaluate on an invalid regex, and an evaluation error refuses the
+                # object with RE2's reason ("|| !''.matches(self)" keeps every valid regex
+                # true; "|| true" would swallow the error). Syntax only Python knows skips
+                # the check; the model's validator compiles every regex with Python's re.
+                cel(
+                    f"self.matches({cel_string(PYTHON_ONLY_REGEX_SYNTAX)})"
+                    " || ''.matches(self) || !''.matches(self)",
+                    "must be a valid regular expression",
+                ),
+            ]
+        },
     )
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        try:
+            cls.compile_regex(regex)
+        except ValueError as exc:
+            raise PydanticCustomError("regex_invalid", "{reason}", {"reason": str(exc)}) from None
+        return regex
+
+    @staticmethod
+    def compile_regex(regex: str) -> re.Pattern[str]:
+        """The regex compiled as the operator runs it; ValueError (one line) if it cannot be."""
+        try:
+            return re.compile(regex)
+        except (re.error, OverflowError, RecursionError) as exc:
+            raise ValueError(f"not a valid Python regular expression: {exc}") from None
 
 
 class AlgorithmSpecification(ApiModel):
@@ -504,25 +553,42 @@ class TrainingJobSpec(TrainingJobDefinition):
     )
 
 
-TrainingJobStatusString = Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
+class TrainingJobStatusString(StrEnum):
+    """SageMaker's TrainingJobStatus."""
 
-SecondaryStatus = Literal[
-    "Pending",
-    "Starting",
-    "Downloading",
-    "Training",
-    "Uploading",
-    "Stopping",
-    "Stopped",
-    "MaxRuntimeExceeded",
-    "MaxWaitTimeExceeded",
-    "Interrupted",
-    "Restarting",
-    "Completed",
-    "Failed",
-]
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
 
-TERMINAL_TRAINING_STATUSES: frozenset[str] = frozenset({"Completed", "Failed", "Stopped"})
+
+class SecondaryStatus(StrEnum):
+    """SageMaker's SecondaryStatus, plus Pending (waiting for Kueue or for nodes)."""
+
+    PENDING = "Pending"
+    STARTING = "Starting"
+    DOWNLOADING = "Downloading"
+    TRAINING = "Training"
+    UPLOADING = "Uploading"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    MAX_RUNTIME_EXCEEDED = "MaxRuntimeExceeded"
+    MAX_WAIT_TIME_EXCEEDED = "MaxWaitTimeExceeded"
+    INTERRUPTED = "Interrupted"
+    RESTARTING = "Restarting"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+# The one table of final statuses: nothing changes a job once it reaches one of these.
+TERMINAL_TRAINING_STATUSES: frozenset[TrainingJobStatusString] = frozenset(
+    {
+        TrainingJobStatusString.COMPLETED,
+        TrainingJobStatusString.FAILED,
+        TrainingJobStatusString.STOPPED,
+    }
+)
 
 
 class SecondaryStatusTransition(StatusModel):

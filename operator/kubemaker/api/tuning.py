@@ -4,6 +4,9 @@ The spec keeps SageMaker's request shape (``hyperParameterTuningJobConfig``,
 ``trainingJobDefinition``, ``warmStartConfig``), so boto3 arguments translate key by key
 into camelCase. Two deliberate differences: range bounds are numbers, not strings, and
 the enums of deployment-style settings use Kubernetes' CamelCase.
+
+Why a module of this size: it is declarations only (models whose field descriptions
+are the CRD's documentation for ``kubectl explain``), one kind's API in one place.
 """
 
 from __future__ import annotations

@@ -17,7 +17,11 @@ class SpecError(ValueError):
 
 
 def validation_message(exc: Exception, prefix: str = "spec") -> str:
-    """A one-line message naming each invalid field of a pydantic ValidationError."""
+    """A one-line message naming each invalid field of a pydantic ValidationError.
+
+    ``prefix`` is the path of the model that was validated (``spec`` for a spec model);
+    empty when it was a whole object, whose error locations already start at its root.
+    """
     from pydantic import ValidationError
 
     if not isinstance(exc, ValidationError):
@@ -25,6 +29,6 @@ def validation_message(exc: Exception, prefix: str = "spec") -> str:
     parts = []
     for error in exc.errors(include_url=False):
         location = ".".join(str(p) for p in error.get("loc", ()) if p != "__root__")
-        path = f"{prefix}.{location}" if location else prefix
+        path = ".".join(p for p in (prefix, location) if p) or "object"
         parts.append(f"{path}: {error.get('msg', 'invalid')}")
     return "; ".join(parts)

@@ -16,22 +16,22 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from kubemaker.api.common import API_VERSION
 from kubemaker.api.training import TrainingJobSpec
 from kubemaker.builders import naming
 from kubemaker.builders.errors import SpecError
-from kubemaker.config import GPU_RESOURCE, OperatorConfig
+from kubemaker.builders.resources import Resources, instance_resources
+from kubemaker.builders.storage import build_storage_env, pvc_claim, storage_settings
+from kubemaker.config import OperatorConfig
 from kubemaker_runtime import contract
 from kubemaker_runtime.protocol import (
     AGENT_CONFIG_ENV,
     AgentConfig,
     ChannelConfig,
     CheckpointConfig,
-    StorageConfig,
 )
 
 JSON = dict[str, Any]
@@ -64,13 +64,6 @@ WORK_MOUNTS = {
     "output": str(OPT_ML.output_dir),
     "checkpoints": str(OPT_ML.checkpoints_dir),
 }
-AWS_CREDENTIAL_KEYS = (
-    ("AWS_ACCESS_KEY_ID", False),
-    ("AWS_SECRET_ACCESS_KEY", False),
-    ("AWS_SESSION_TOKEN", True),  # optional: only temporary credentials have one
-)
-# boto3 reads the first, older AWS SDKs and tools the second.
-AWS_REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 @dataclass(frozen=True)
@@ -89,26 +82,6 @@ class Owner:
             "uid": self.uid,
             "controller": True,
         }
-
-
-@dataclass(frozen=True)
-class Resources:
-    """One pod's compute and placement after the catalog and the overrides."""
-
-    requests: dict[str, str]
-    limits: dict[str, str]
-    gpus: int
-    cpus: int
-    node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: list[JSON] = field(default_factory=list)
-
-    def to_kubernetes(self) -> JSON:
-        result: JSON = {}
-        if self.requests:
-            result["requests"] = dict(self.requests)
-        if self.limits:
-            result["limits"] = dict(self.limits)
-        return result
 
 
 # --- resolution against the operator's configuration -------------------------------------
@@ -138,88 +111,14 @@ def _catalog_image(catalog: Mapping[str, str], name: str, field: str, what: str)
     return image
 
 
-def _cpu_count(quantity: str) -> int:
-    """Whole CPUs in a quantity ("4", "3500m" -> 4), at least 1: SM_NUM_CPUS."""
-    text = quantity.strip()
-    try:
-        value = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-    except ValueError:
-        return 1
-    return max(1, math.ceil(value))
-
-
 def resolve_resources(spec: TrainingJobSpec, config: OperatorConfig) -> Resources:
-    """Requests, limits and placement of one instance.
-
-    The catalog entry of the instance type gives CPU and memory requests, a memory
-    limit and the GPU limit; ``podOverrides.resources`` replaces any of them by
-    resource name. GPU pods get the GPU node selector and tolerations, spot jobs the
-    spot ones; the overrides' node selector wins and their tolerations are added.
-    """
-    instance = config.instance_types.get(spec.resource_config.instance_type)
-    if instance is None:
-        raise SpecError(
-            "spec.resourceConfig.instanceType",
-            f"unknown instance type {spec.resource_config.instance_type!r}; "
-            f"the operator's catalog has: {', '.join(sorted(config.instance_types))}",
-        )
-    requests: dict[str, str] = {"cpu": instance.cpu, "memory": instance.memory}
-    limits: dict[str, str] = {"memory": instance.memory}
-    if instance.gpus:
-        limits[GPU_RESOURCE] = str(instance.gpus)
-    overrides = spec.pod_overrides
-    if overrides is not None and overrides.resources is not None:
-        requests.update({k: str(v) for k, v in (overrides.resources.requests or {}).items()})
-        limits.update({k: str(v) for k, v in (overrides.resources.limits or {}).items()})
-    # Kubernetes accepts an extended resource (GPUs) only with requests == limits.
-    if GPU_RESOURCE in requests and GPU_RESOURCE not in limits:
-        limits[GPU_RESOURCE] = requests[GPU_RESOURCE]
-    requests.pop(GPU_RESOURCE, None)
-    gpus = _gpu_count(limits.get(GPU_RESOURCE))
-    if gpus == 0:
-        limits.pop(GPU_RESOURCE, None)
-
-    node_selector: dict[str, str] = dict(instance.node_selector)
-    tolerations: list[JSON] = [dict(t) for t in instance.tolerations]
-    if gpus:
-        node_selector.update(config.gpu.node_selector)
-        tolerations.extend(dict(t) for t in config.gpu.tolerations)
-    if spec.enable_managed_spot_training:
-        node_selector.update(config.spot.node_selector)
-        tolerations.extend(dict(t) for t in config.spot.tolerations)
-    if overrides is not None:
-        node_selector.update(overrides.node_selector or {})
-        tolerations.extend(t.to_kubernetes() for t in overrides.tolerations or ())
-    return Resources(
-        requests=requests,
-        limits=limits,
-        gpus=gpus,
-        cpus=_cpu_count(requests.get("cpu", limits.get("cpu", "1"))),
-        node_selector=node_selector,
-        tolerations=_unique(tolerations),
+    """Requests, limits and placement of one training instance (spot jobs on spot nodes)."""
+    return instance_resources(
+        config,
+        spec.resource_config.instance_type,
+        spec.pod_overrides,
+        spot=spec.enable_managed_spot_training,
     )
-
-
-def _gpu_count(value: str | None) -> int:
-    if value is None:
-        return 0
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise SpecError(
-            "spec.podOverrides.resources", f"{GPU_RESOURCE} must be a whole number, not {value!r}"
-        ) from exc
-
-
-def _unique(items: list[JSON]) -> list[JSON]:
-    seen: set[str] = set()
-    result = []
-    for item in items:
-        key = json.dumps(item, sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            result.append(item)
-    return result
 
 
 # --- the agent's configuration ------------------------------------------------------------
@@ -265,13 +164,6 @@ def build_channels(spec: TrainingJobSpec) -> list[ChannelConfig]:
     ]
 
 
-def storage_settings(spec: TrainingJobSpec, config: OperatorConfig) -> StorageConfig:
-    own = spec.storage
-    endpoint = (own.s3_endpoint_url if own else None) or config.storage.s3_endpoint_url or None
-    region = (own.region if own else None) or config.storage.region or None
-    return StorageConfig(s3_endpoint_url=endpoint, region=region)
-
-
 def build_agent_config(
     spec: TrainingJobSpec, config: OperatorConfig, *, training_job: str, hosts: list[str]
 ) -> AgentConfig:
@@ -290,44 +182,8 @@ def build_agent_config(
         channels=build_channels(spec),
         output_path=output_path(spec, training_job),
         checkpoint=checkpoint,
-        storage=storage_settings(spec, config),
+        storage=storage_settings(spec.storage, config),
     )
-
-
-def credentials_secret(spec: TrainingJobSpec, config: OperatorConfig) -> str | None:
-    if spec.storage is not None and spec.storage.credentials_secret_ref is not None:
-        return spec.storage.credentials_secret_ref.name
-    return config.storage.credentials_secret or None
-
-
-def build_credentials_env(secret: str | None) -> list[JSON]:
-    """AWS credentials from the Secret as environment variables (boto3's standard chain)."""
-    if not secret:
-        return []
-    env = []
-    for key, optional in AWS_CREDENTIAL_KEYS:
-        ref: JSON = {"name": secret, "key": key}
-        if optional:
-            ref["optional"] = True
-        env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
-    return env
-
-
-def build_storage_env(spec: TrainingJobSpec, config: OperatorConfig) -> list[JSON]:
-    """The job's storage as any AWS SDK reads it (both containers get it)."""
-    settings = storage_settings(spec, config)
-    env = build_credentials_env(credentials_secret(spec, config))
-    if settings.s3_endpoint_url:
-        env.append({"name": "AWS_ENDPOINT_URL_S3", "value": settings.s3_endpoint_url})
-    if settings.region:
-        env += [{"name": name, "value": settings.region} for name in AWS_REGION_VARIABLES]
-    return env
-
-
-def pvc_claim(uri: str | None) -> str | None:
-    """The PersistentVolumeClaim a ``pvc://claim/path`` URI names."""
-    parsed = urlparse(uri or "")
-    return parsed.netloc if parsed.scheme == "pvc" and parsed.netloc else None
 
 
 def pvc_claims(agent_config: AgentConfig) -> list[str]:
@@ -430,17 +286,19 @@ def build_pod_template(
     training_job: str,
     namespace: str,
     attempt: int,
+    image: str | None = None,
 ) -> JSON:
-    """The pod template of one attempt's Indexed Job."""
+    """The pod template of one attempt's Indexed Job; ``image`` is the one the job
+    recorded when it started (every attempt runs it), else resolved now."""
     job = naming.job_name(training_job, attempt)
     hosts = naming.host_names(job, spec.resource_config.instance_count)
-    image = resolve_image(spec, config)
+    image = image or resolve_image(spec, config)
     resources = resolve_resources(spec, config)
     agent_config = build_agent_config(spec, config, training_job=training_job, hosts=hosts)
     service = naming.service_name(training_job)
     overrides = spec.pod_overrides
     claims = pvc_claims(agent_config)
-    storage_env = build_storage_env(spec, config)
+    storage_env = build_storage_env(spec.storage, config)
 
     agent_env: list[JSON] = [
         {
@@ -559,6 +417,7 @@ def build_job(
     owner: Owner,
     attempt: int,
     runtime_used: float = 0.0,
+    image: str | None = None,
 ) -> JSON:
     """The Indexed Job of one attempt: one pod per instance, all-or-nothing.
 
@@ -594,7 +453,12 @@ def build_job(
         },
         "activeDeadlineSeconds": active_deadline_seconds(spec, runtime_used),
         "template": build_pod_template(
-            spec, config, training_job=owner.name, namespace=owner.namespace, attempt=attempt
+            spec,
+            config,
+            training_job=owner.name,
+            namespace=owner.namespace,
+            attempt=attempt,
+            image=image,
         ),
     }
     if spec.queue_name:

@@ -27,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterable
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
@@ -36,23 +36,24 @@ from pydantic import ValidationError
 
 from kubemaker import metrics
 from kubemaker.api.common import API_VERSION, GROUP, VERSION
-from kubemaker.api.training import TrainingJob, TrainingJobSpec
+from kubemaker.api.training import (
+    TERMINAL_TRAINING_STATUSES,
+    TrainingJob,
+    TrainingJobSpec,
+    TrainingJobStatus,
+)
 from kubemaker.builders import naming
 from kubemaker.builders.errors import SpecError, validation_message
 from kubemaker.builders.training import Owner, build_job, build_service
-from kubemaker.builders.training_status import (
-    CLIENT_ERROR,
-    TERMINAL,
-    JobView,
-    Observation,
-    Plan,
-    PodView,
-    invalid_status,
-    plan_training,
-)
 from kubemaker.config import OperatorConfig
 from kubemaker.controllers.training_logs import TrainingLogMetrics
+from kubemaker.failures import FailureKind, failure
 from kubemaker.kube import JOBS, SERVICES, ApiError, Kube, Resource
+from kubemaker.planners.training import plan_training
+from kubemaker.planners.training_status import Observation, Plan, invalid_status, status_body
+from kubemaker.planners.training_views import JobView, PodView
+from kubemaker.reconcile.bodies import resource_version, slim, status_patch
+from kubemaker.reconcile.events import Background, EventPoster
 from kubemaker.reconcile.queue import WorkQueue, run_workers
 from kubemaker_runtime.protocol import AgentReport
 
@@ -67,8 +68,6 @@ PODS_INDEX = "trainingjob_pods"
 EXPECTATION_SECONDS = 60.0
 # Requeue a little after a deadline, so the clock has certainly passed it.
 DEADLINE_SLACK = 0.5
-# Events are posted in the background, a few at a time, so they never delay a reconcile.
-EVENT_CONCURRENCY = 2
 # A pod changes state several times in a second (scheduled, initialized, running...):
 # events of children are gathered for this long into one reconcile.
 CHILD_EVENT_DELAY = 0.5
@@ -76,6 +75,9 @@ CHILD_EVENT_DELAY = 0.5
 # safety net, as controller-runtime's resync; a reconcile with nothing to do costs no
 # API request).
 RESYNC_SECONDS = 300.0
+# The terminal statuses as they are stored (the cached bodies are plain dicts).
+TERMINAL_STATUSES = frozenset(s.value for s in TERMINAL_TRAINING_STATUSES)
+STATUS_FIELDS = frozenset(f.alias or name for name, f in TrainingJobStatus.model_fields.items())
 
 Key = tuple[str, str]  # (namespace, child base name)
 
@@ -84,16 +86,8 @@ def _key(namespace: str | None, name: str) -> Key:
     return (namespace or "default", naming.child_base(name))
 
 
-def _resource_version(body: dict[str, Any]) -> int | None:
-    value = (body.get("metadata") or {}).get("resourceVersion")
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class TrainingController:
@@ -110,8 +104,9 @@ class TrainingController:
         self.kube = kube
         self.config = config
         self.workers = workers
-        self.post_events = post_events
         self.queue: WorkQueue[Key] = WorkQueue()
+        self.background = Background()
+        self.events = EventPoster(kube, KIND, self.background, enabled=post_events)
         self.bodies: dict[Key, dict[str, Any]] = {}
         self.reports: dict[Key, dict[str, tuple[int, AgentReport]]] = {}
         self.expected: dict[Key, dict[str, float]] = {}
@@ -120,10 +115,11 @@ class TrainingController:
         self.tally = metrics.StatusTally(KIND)
         self.training_metrics = metrics.TrainingMetricSeries()
         self.logs = TrainingLogMetrics(
-            kube, requeue=self.queue.add, requeue_after=self.queue.add_after, spawn=self._spawn
+            kube,
+            requeue=self.queue.add,
+            requeue_after=self.queue.add_after,
+            spawn=self.background.spawn,
         )
-        self._events = asyncio.Semaphore(EVENT_CONCURRENCY)
-        self._background: set[asyncio.Task[None]] = set()
         self._workers_task: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
 
@@ -142,7 +138,9 @@ class TrainingController:
     async def stop(self) -> None:
         self.queue.close()
         tasks = [
-            t for t in (self._workers_task, self._resync_task, *self._background) if t is not None
+            t
+            for t in (self._workers_task, self._resync_task, *self.background.tasks)
+            if t is not None
         ]
         for task in tasks:
             task.cancel()
@@ -152,7 +150,7 @@ class TrainingController:
         while not self.queue.closed:
             await asyncio.sleep(RESYNC_SECONDS)
             for key, body in list(self.bodies.items()):
-                if (body.get("status") or {}).get("trainingJobStatus") not in TERMINAL:
+                if (body.get("status") or {}).get("trainingJobStatus") not in TERMINAL_STATUSES:
                     self.queue.add(key)
 
     # --- what the watches tell us ---
@@ -169,10 +167,10 @@ class TrainingController:
             self.logs.forget(key)
             self.training_metrics.forget(key)
             return
-        raw = _slim(body)
+        raw = slim(body)
         cached = self.bodies.get(key)
         if cached is not None:
-            old, new = _resource_version(cached), _resource_version(raw)
+            old, new = resource_version(cached), resource_version(raw)
             if old is not None and new is not None:
                 if new < old:
                     return  # an older event than our own last write: nothing new
@@ -241,11 +239,12 @@ class TrainingController:
         try:
             spec = _parse(body)
         except ValidationError as exc:
-            message = validation_message(exc)
-            new_status = invalid_status(status, message, generation=generation, now=now)
+            # _parse validates the whole object: locations already start with "spec".
+            found = failure(FailureKind.VALIDATION, validation_message(exc, prefix=""))
+            new_status = invalid_status(status, found, generation=generation, now=now)
             if await self._write_status(key, body, new_status):
-                self._post(body, "Warning", "Failed", str(new_status.get("failureReason")))
-            self.tally.set(key, str(new_status.get("trainingJobStatus")))
+                self.events.post(body, "Warning", "Failed", str(new_status.failure_reason))
+            self.tally.set(key, str(status_body(new_status).get("trainingJobStatus")))
             return
 
         jobs = list(self._children(self.jobs_index, key))
@@ -284,16 +283,17 @@ class TrainingController:
         if plan.delete_service:
             await self.kube.delete(SERVICES, namespace, naming.service_name(name))
         for event in plan.events:
-            self._post(body, event.type, event.reason, event.message)
+            self.events.post(body, event.type, event.reason, event.message)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after + DEADLINE_SLACK)
-        primary = str(plan.status.get("trainingJobStatus"))
-        self.tally.set(key, primary)
-        if primary in TERMINAL:
+        primary = plan.status.training_job_status
+        assert primary is not None
+        self.tally.set(key, primary.value)
+        if primary in TERMINAL_TRAINING_STATUSES:
             # Whatever the agents reported is in the status now.
             self.reports.pop(key, None)
         self.logs.schedule(key, spec, plan.status, pods)
-        final = {m["metricName"]: m["value"] for m in plan.status.get("finalMetricDataList") or ()}
+        final = {m.metric_name: m.value for m in plan.status.final_metric_data_list or ()}
         self.training_metrics.set(key, name, {**self.logs.latest(key), **final})
 
     async def _create_attempt(
@@ -305,7 +305,12 @@ class TrainingController:
         assert attempt is not None
         try:
             job = build_job(
-                spec, self.config, owner=owner, attempt=attempt, runtime_used=plan.runtime_used
+                spec,
+                self.config,
+                owner=owner,
+                attempt=attempt,
+                runtime_used=plan.runtime_used,
+                image=plan.status.training_image,
             )
         except SpecError as exc:
             await self._fail_creation(key, body, str(exc))
@@ -325,13 +330,14 @@ class TrainingController:
         job_name = created_job["metadata"]["name"]
         self.expected.setdefault(key, {})[job_name] = time.monotonic() + EXPECTATION_SECONDS
         if created:
+            # Attempts count from 0 everywhere: the pods' label, the log, this event.
             logger.info("Created Job %s/%s (attempt %d)", owner.namespace, job_name, attempt)
-            self._post(
+            self.events.post(
                 body,
                 "Normal",
                 "JobCreated",
                 f"Created Job {job_name} with {spec.resource_config.instance_count} "
-                f"pod(s) of {spec.resource_config.instance_type} (attempt {attempt + 1})",
+                f"pod(s) of {spec.resource_config.instance_type} (attempt {attempt})",
             )
 
     async def _fail_creation(self, key: Key, body: dict[str, Any], message: str) -> None:
@@ -339,23 +345,20 @@ class TrainingController:
         meta = current.get("metadata") or {}
         new_status = invalid_status(
             current.get("status") or {},
-            message,
+            failure(FailureKind.CLIENT, message),
             generation=meta.get("generation"),
             now=_now(),
-            kind=CLIENT_ERROR,
         )
         if await self._write_status(key, current, new_status):
-            self._post(current, "Warning", "Failed", new_status["failureReason"])
+            self.events.post(current, "Warning", "Failed", str(new_status.failure_reason))
 
     async def _write_status(
-        self, key: Key, body: dict[str, Any], new_status: dict[str, Any]
+        self, key: Key, body: dict[str, Any], status: TrainingJobStatus
     ) -> bool:
         """Patch the status if it changed; returns whether it did."""
-        old = {k: v for k, v in (body.get("status") or {}).items() if v is not None}
-        if new_status == old:
+        diff = status_patch(body.get("status") or {}, status_body(status), STATUS_FIELDS)
+        if not diff:
             return False
-        diff: dict[str, Any] = {k: v for k, v in new_status.items() if old.get(k) != v}
-        diff.update({k: None for k in old if k not in new_status})
         meta = body["metadata"]
         patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": diff}
         updated = await self.kube.merge_patch(
@@ -363,7 +366,7 @@ class TrainingController:
         )
         # Our own write is the freshest copy there is; its watch event will be ignored.
         if key in self.bodies:
-            self.bodies[key] = _slim(updated)
+            self.bodies[key] = slim(updated)
         return True
 
     # --- helpers ---
@@ -385,50 +388,6 @@ class TrainingController:
             self.expected.pop(key, None)
             return frozenset()
         return frozenset(pending)
-
-    def _post(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        if not self.post_events:
-            return
-        involved: dict[str, Any] = {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "metadata": {
-                "name": body["metadata"]["name"],
-                "namespace": body["metadata"].get("namespace"),
-                "uid": body["metadata"].get("uid"),
-            },
-        }
-
-        async def post() -> None:
-            async with self._events:
-                try:
-                    await self.kube.post_event(
-                        involved, reason=reason, message=message, type_=type_
-                    )
-                except ApiError as exc:
-                    logger.warning(
-                        "Could not post event %s on %s: %s",
-                        reason,
-                        involved["metadata"]["name"],
-                        exc,
-                    )
-
-        self._spawn(post())
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        """Run ``coroutine`` in the background (cancelled when the controller stops)."""
-        task = asyncio.create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-
-def _slim(body: Any) -> dict[str, Any]:
-    """A TrainingJob as cached: without managedFields, often its largest part."""
-    raw = dict(body)
-    meta = raw.get("metadata")
-    if isinstance(meta, dict) and "managedFields" in meta:
-        raw["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
-    return raw
 
 
 def _parse(body: dict[str, Any]) -> TrainingJobSpec:

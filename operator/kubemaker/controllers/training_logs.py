@@ -20,16 +20,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubemaker.api.training import TrainingJobSpec
+from kubemaker.api.training import TERMINAL_TRAINING_STATUSES, TrainingJobSpec, TrainingJobStatus
 from kubemaker.builders.errors import SpecError
 from kubemaker.builders.training import ALGORITHM_CONTAINER
-from kubemaker.builders.training_status import TERMINAL, PodView
 from kubemaker.kube import ApiError, Kube
 from kubemaker.metric_definitions import MetricParser
+from kubemaker.planners.training_views import PodView
 
 logger = logging.getLogger(__name__)
 
@@ -129,13 +129,13 @@ class TrainingLogMetrics:
         self,
         key: Key,
         spec: TrainingJobSpec,
-        status: Mapping[str, Any],
+        status: TrainingJobStatus,
         pods: Sequence[PodView],
     ) -> None:
         """Start the read that is due (after a reconcile wrote ``status``)."""
         definitions = spec.algorithm_specification.metric_definitions
         job = self._jobs.get(key)
-        terminal = status.get("trainingJobStatus") in TERMINAL
+        terminal = status.training_job_status in TERMINAL_TRAINING_STATUSES
         if not definitions or (terminal and job is None):
             return  # a finished job's metrics are in its status (also after a restart)
         if job is None:
@@ -146,7 +146,7 @@ class TrainingLogMetrics:
         if job.reading:
             return
         now = time.monotonic()
-        attempt = int(status.get("retryCount") or 0)
+        attempt = status.retry_count or 0
         read, wake = plan_log_read(pods, attempt, job, now=now, live=not terminal)
         if wake is not None:
             self._requeue_after(key, wake)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -55,7 +55,7 @@ def read_record(job_dir: Path) -> TrainingJob:
 def _end_time(job: TrainingJob) -> datetime:
     status = job.status
     when = status.training_end_time if status is not None else None
-    return when or datetime.min.replace(tzinfo=timezone.utc)
+    return when or datetime.min.replace(tzinfo=UTC)
 
 
 def latest_completed(workdir: Path) -> TrainingJob:

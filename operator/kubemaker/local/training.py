@@ -10,6 +10,10 @@
 The agent's configuration is built by :func:`kubemaker.builders.training.build_agent_config`,
 the function the operator uses, and host names are the operator's, so a spec behaves
 the same here and on a cluster. Failure reasons are worded as the operator words them.
+
+Why one module of this size: one local run is one state machine (phases, host
+processes, Docker containers, Ctrl-C and max runtime), whose pieces share its state;
+its decisions live elsewhere (the builders, :mod:`kubemaker.failures`, the agent).
 """
 
 from __future__ import annotations
@@ -25,10 +29,9 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Literal
 
 from kubemaker.api import (
     MetricData,
@@ -38,7 +41,7 @@ from kubemaker.api import (
     TrainingJobSpec,
     TrainingJobStatus,
 )
-from kubemaker.api.training import SecondaryStatus
+from kubemaker.api.training import SecondaryStatus, TrainingJobStatusString
 from kubemaker.builders import naming
 from kubemaker.builders.errors import SpecError
 from kubemaker.builders.training import (
@@ -47,6 +50,7 @@ from kubemaker.builders.training import (
     resolve_image,
 )
 from kubemaker.config import OperatorConfig
+from kubemaker.failures import Failure, agent_failure, algorithm_failure
 from kubemaker.local import launch, record
 from kubemaker.local.errors import (
     EXIT_FAILED,
@@ -58,15 +62,14 @@ from kubemaker.local.errors import (
 )
 from kubemaker.local.progress import Display, format_duration
 from kubemaker.metric_definitions import MetricParser, merge_final_metrics
-from kubemaker_runtime import contract
+from kubemaker_runtime import contract, processors
 from kubemaker_runtime.agent import Agent, AgentError
-from kubemaker_runtime.agent.report import clip
 from kubemaker_runtime.protocol import AgentConfig, AgentReport
 
 logger = logging.getLogger(__name__)
 
-Outcome = Literal["Completed", "Failed", "Stopped"]
-StopCause = Literal["MaxRuntimeExceeded", "Stopped"]
+Outcome = TrainingJobStatusString
+Step = SecondaryStatus
 # Lines of a failed algorithm's log kept for its failure reason (the kubelet's
 # FallbackToLogsOnError keeps the last 80 lines, at most 2048 bytes).
 LOG_TAIL_LINES = 80
@@ -101,7 +104,7 @@ class Host:
 @dataclass
 class Result:
     outcome: Outcome
-    secondary: SecondaryStatus
+    secondary: Step
     failure_reason: str | None = None
     model_artifacts: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -140,15 +143,6 @@ def log_tail(lines: collections.deque[str]) -> str:
     if len(encoded) > LOG_TAIL_BYTES:
         text = encoded[-LOG_TAIL_BYTES:].decode(errors="replace")
     return text
-
-
-def exit_description(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -200,11 +194,12 @@ class LocalTrainingJob:
             self.spec, config, training_job=self.name, hosts=self.hosts_names
         )
         self.hosts: list[Host] = []
-        self.stop_cause: StopCause | None = None
+        # Stopped (Ctrl-C) or MaxRuntimeExceeded, once either happened.
+        self.stop_cause: Step | None = None
         self._stop_deadline: float | None = None
         self._signals = 0
-        self.gpus = launch.count_gpus()
-        self.started_at = datetime.now(timezone.utc)
+        self.gpus = processors.available_gpus()
+        self.started_at = datetime.now(UTC)
         self.transitions: list[SecondaryStatusTransition] = []
 
     # --- phases -------------------------------------------------------------------------
@@ -217,15 +212,15 @@ class LocalTrainingJob:
         self._set_up_hosts()
         with self._signals_handled():
             try:
-                self._transition("Downloading")
+                self._transition(Step.DOWNLOADING)
                 failure = self._prepare()
                 if failure is None and self.stop_cause is None:
-                    self._transition("Training")
+                    self._transition(Step.TRAINING)
                     with contextlib.ExitStack() as services:
                         for host in self.hosts:
                             services.enter_context(host.agent.running())
                         self._train()
-                self._transition("Uploading")
+                self._transition(Step.UPLOADING)
                 self._finish()
             finally:
                 self._stop_processes(force=True)
@@ -239,7 +234,7 @@ class LocalTrainingJob:
         self.display.set_phase(phase)
 
     def _record_transition(self, phase: SecondaryStatus) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if self.transitions:
             last = self.transitions[-1]
             self.transitions[-1] = last.model_copy(update={"end_time": now})
@@ -269,8 +264,8 @@ class LocalTrainingJob:
                 Host(index, host_name, base, agent, self.job_dir / f"{host_name}.log")
             )
 
-    def _prepare(self) -> str | None:
-        """Each host's agent.prepare(); the failure reason of the first that fails."""
+    def _prepare(self) -> Failure | None:
+        """Each host's agent.prepare(); the failure of the first that fails."""
         for host in self.hosts:
             if self.stop_cause is not None:
                 return None
@@ -279,9 +274,7 @@ class LocalTrainingJob:
             except AgentError as exc:
                 if self.stop_cause is not None:
                     return None
-                if exc.kind == "user":
-                    return str(exc.message)
-                return f"the data-plane agent failed: {exc.message}"
+                return agent_failure(exc.kind, exc.message)
         return None
 
     def _train(self) -> None:
@@ -306,7 +299,7 @@ class LocalTrainingJob:
                     "maxRuntimeInSeconds (%d) reached: stopping the algorithm",
                     self.spec.stopping_condition.max_runtime_in_seconds,
                 )
-                self.stop_cause = "MaxRuntimeExceeded"
+                self.stop_cause = Step.MAX_RUNTIME_EXCEEDED
                 self._stop_processes()
             if self._stop_deadline is not None and now >= self._stop_deadline:
                 logger.warning("the algorithm did not stop within its grace period: killing it")
@@ -473,50 +466,47 @@ class LocalTrainingJob:
             "kubemaker: stopping: the algorithm gets SIGTERM and "
             f"{ALGORITHM_STOP_SECONDS} s to save its work; press Ctrl-C again to kill it"
         )
-        self.stop_cause = "Stopped"
+        self.stop_cause = Step.STOPPED
         for host in self.hosts:
             host.agent.cancel()
         self._stop_processes()
 
     # --- outcome ------------------------------------------------------------------------
 
-    def _algorithm_failure(self) -> str | None:
+    def _algorithm_failure(self) -> Failure | None:
         failed = [h for h in self.hosts if h.exit_code not in (None, 0)]
         if not failed:
             return None
-        for host in self.hosts:
-            if host.report is not None and host.report.failure_reason:
-                return str(host.report.failure_reason)
-        host = failed[0]
-        code = host.exit_code
-        assert code is not None
-        tail = log_tail(host.tail)
-        return tail or f"the algorithm {exit_description(code)}"
+        reports = [h.report for h in self.hosts if h.report is not None]
+        return algorithm_failure(
+            failure_file=next((r.failure_reason for r in reports if r.failure_reason), None),
+            output=log_tail(failed[0].tail),
+            exit_code=failed[0].exit_code,
+        )
 
-    def _result(self, prepare_failure: str | None) -> Result:
+    def _result(self, prepare_failure: Failure | None) -> Result:
         first = self.hosts[0].report if self.hosts else None
         metrics = merge_final_metrics(
             self.metrics.latest, [h.report.final_metrics for h in self.hosts if h.report]
         )
         model = first.model_artifacts if first is not None else None
         if self.stop_cause is not None:
-            code = EXIT_STOPPED if self.stop_cause == "MaxRuntimeExceeded" else EXIT_INTERRUPTED
-            return Result("Stopped", self.stop_cause, None, model, metrics, code)
-        reason = prepare_failure or self._algorithm_failure()
-        if reason is None:
-            errors = [h.report for h in self.hosts if h.report and h.report.agent_error]
-            if errors:
-                error = errors[0]
-                reason = error.agent_error or "the data-plane agent failed"
-                if error.agent_error_kind != "user":
-                    reason = f"the data-plane agent failed: {reason}"
-        if reason is not None:
-            return Result("Failed", "Failed", clip(reason), None, metrics, EXIT_FAILED)
-        return Result("Completed", "Completed", None, model, metrics, EXIT_OK)
+            code = (
+                EXIT_STOPPED if self.stop_cause == Step.MAX_RUNTIME_EXCEEDED else EXIT_INTERRUPTED
+            )
+            return Result(Outcome.STOPPED, self.stop_cause, None, model, metrics, code)
+        found = prepare_failure or self._algorithm_failure()
+        if found is None:
+            error = next((h.report for h in self.hosts if h.report and h.report.agent_error), None)
+            if error is not None:
+                found = agent_failure(error.agent_error_kind, error.agent_error or "")
+        if found is not None:
+            return Result(Outcome.FAILED, Step.FAILED, found.reason, None, metrics, EXIT_FAILED)
+        return Result(Outcome.COMPLETED, Step.COMPLETED, None, model, metrics, EXIT_OK)
 
     def _write_record(self, result: Result) -> None:
         self._record_transition(result.secondary)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         status = TrainingJobStatus(
             training_job_status=result.outcome,
             secondary_status=result.secondary,
@@ -552,7 +542,7 @@ class LocalTrainingJob:
         )
         lines = [
             f"TrainingJob {self.name}: {result.outcome}"
-            + (f" ({result.secondary})" if result.secondary not in (result.outcome,) else "")
+            + (f" ({result.secondary})" if result.secondary.value != result.outcome.value else "")
             + f" in {format_duration(self.display.elapsed)}"
             + (f" ({phases})" if phases else "")
         ]

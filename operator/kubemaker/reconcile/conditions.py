@@ -1,4 +1,4 @@
-"""Kubernetes conditions (metav1.Condition) as plain dicts, computed purely.
+"""Kubernetes conditions (metav1.Condition) of every kind's status, computed purely.
 
 A condition's ``lastTransitionTime`` changes only when its ``status`` changes; every
 condition carries the ``observedGeneration`` it was computed from, so ``kubectl wait``,
@@ -7,11 +7,11 @@ kstatus (Flux) and Argo CD can tell a fresh verdict from a stale one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import datetime
 
-ConditionStatus = Literal["True", "False", "Unknown"]
+from kubemaker.api.common import Condition, ConditionStatus
 
 
 @dataclass(frozen=True)
@@ -25,42 +25,32 @@ class Cond:
 
 
 def merge_conditions(
-    existing: Iterable[Mapping[str, Any]] | None,
+    existing: Iterable[Condition] | None,
     desired: Sequence[Cond],
     *,
     generation: int | None,
-    now: str,
-) -> list[dict[str, Any]]:
-    """The new conditions list: ``desired`` in order, then any other existing conditions.
+    now: datetime,
+) -> list[Condition]:
+    """The new conditions: ``desired`` in order, then any other existing conditions.
 
-    ``now`` is an RFC 3339 timestamp; ``lastTransitionTime`` keeps its old value when
-    the status did not change.
+    ``lastTransitionTime`` keeps its old value when the status did not change.
     """
-    old = {c.get("type"): c for c in existing or () if isinstance(c, Mapping)}
-    result: list[dict[str, Any]] = []
+    old = {c.type: c for c in existing or ()}
+    result: list[Condition] = []
     for cond in desired:
         previous = old.pop(cond.type, None)
         since = now
-        if previous is not None and previous.get("status") == cond.status:
-            since = str(previous.get("lastTransitionTime") or now)
-        entry: dict[str, Any] = {
-            "type": cond.type,
-            "status": cond.status,
-            "reason": cond.reason,
-            "message": cond.message,
-            "lastTransitionTime": since,
-        }
-        if generation is not None:
-            entry["observedGeneration"] = generation
-        result.append(entry)
-    result.extend(dict(c) for c in old.values())
+        if previous is not None and previous.status == cond.status:
+            since = previous.last_transition_time or now
+        result.append(
+            Condition(
+                type=cond.type,
+                status=cond.status,
+                reason=cond.reason,
+                message=cond.message,
+                last_transition_time=since,
+                observed_generation=generation,
+            )
+        )
+    result.extend(old.values())
     return result
-
-
-def find_condition(
-    conditions: Iterable[Mapping[str, Any]] | None, type_: str
-) -> Mapping[str, Any] | None:
-    for cond in conditions or ():
-        if cond.get("type") == type_:
-            return cond
-    return None

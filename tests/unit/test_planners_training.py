@@ -3,225 +3,39 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-
-from kubemaker.api.training import TrainingJobSpec
-from kubemaker.builders.training_status import (
-    ContainerView,
-    JobView,
-    Observation,
-    Plan,
-    PodView,
-    invalid_status,
-    plan_training,
+from pydantic import ValidationError
+from training_support import (
+    MODEL,
+    T0,
+    container,
+    downloading_pod,
+    evicted_pod,
+    failed_pod,
+    job_body,
+    make_spec,
+    observe,
+    pending_pod,
+    pod_body,
+    report,
+    succeeded_pod,
+    training_pod,
+    uploading_pod,
 )
+
+from kubemaker.api.common import Condition
+from kubemaker.api.training import TrainingJobSpec
+from kubemaker.builders.errors import validation_message
 from kubemaker.config import OperatorConfig
+from kubemaker.failures import FailureKind, failure
+from kubemaker.planners.training import plan_training
+from kubemaker.planners.training_status import Observation, Plan, invalid_status, status_body
+from kubemaker.planners.training_views import ContainerView
 from kubemaker.reconcile.conditions import Cond, merge_conditions
 from kubemaker_runtime.protocol import AgentReport
-
-T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
-MODEL = "s3://models/bank/bank/output/model.tar.gz"
-
-
-def make_spec(**overrides: Any) -> TrainingJobSpec:
-    spec: dict[str, Any] = {
-        "algorithmSpecification": {"algorithmName": "xgboost"},
-        "outputDataConfig": {"s3OutputPath": "s3://models/bank"},
-        "resourceConfig": {"instanceType": "ml.m5.xlarge", "instanceCount": 1},
-    }
-    spec.update(overrides)
-    return TrainingJobSpec.model_validate(spec)
-
-
-def job_body(
-    attempt: int = 0,
-    *,
-    complete: bool = False,
-    failed: tuple[str, str] | None = None,
-    suspend: bool = False,
-    deleting: bool = False,
-) -> dict[str, Any]:
-    conditions = []
-    if complete:
-        conditions.append({"type": "Complete", "status": "True"})
-    if failed:
-        conditions.append(
-            {"type": "Failed", "status": "True", "reason": failed[0], "message": failed[1]}
-        )
-    meta: dict[str, Any] = {
-        "name": "bank" if attempt == 0 else f"bank-r{attempt}",
-        "uid": f"job-uid-{attempt}",
-        "labels": {"kubemaker.io/training-job": "bank", "kubemaker.io/attempt": str(attempt)},
-    }
-    if deleting:
-        meta["deletionTimestamp"] = "2025-01-01T12:00:00Z"
-    return {
-        "metadata": meta,
-        "spec": {"suspend": suspend},
-        "status": {"conditions": conditions, "startTime": "2025-01-01T12:00:00Z"},
-    }
-
-
-def container(
-    name: str, state: str | tuple[Any, ...], *, started: bool = False, message: str | None = None
-) -> dict[str, Any]:
-    if isinstance(state, tuple):  # ("terminated", exit code, reason)
-        detail: dict[str, Any] = {
-            "exitCode": state[1],
-            "reason": state[2],
-            "startedAt": "2025-01-01T12:00:05Z",
-            "finishedAt": "2025-01-01T12:10:00Z",
-        }
-        if message is not None:
-            detail["message"] = message
-        body_state = {"terminated": detail}
-    elif state == "running":
-        body_state = {"running": {"startedAt": "2025-01-01T12:00:05Z"}}
-    else:
-        body_state = {"waiting": {"reason": state}}
-    return {"name": name, "state": body_state, "started": started, "ready": started}
-
-
-def pod_body(
-    index: int = 0,
-    attempt: int = 0,
-    *,
-    phase: str = "Running",
-    agent: dict[str, Any] | None = None,
-    algorithm: dict[str, Any] | None = None,
-    conditions: list[dict[str, Any]] | None = None,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    job = "bank" if attempt == 0 else f"bank-r{attempt}"
-    status: dict[str, Any] = {
-        "phase": phase,
-        "conditions": conditions or [],
-        "startTime": "2025-01-01T12:00:01Z",
-    }
-    if agent is not None:
-        status["initContainerStatuses"] = [agent]
-    if algorithm is not None:
-        status["containerStatuses"] = [algorithm]
-    if reason:
-        status["reason"] = reason
-    return {
-        "metadata": {
-            "name": f"{job}-{index}-abcde",
-            "labels": {
-                "kubemaker.io/training-job": "bank",
-                "kubemaker.io/attempt": str(attempt),
-                "batch.kubernetes.io/job-completion-index": str(index),
-            },
-        },
-        "status": status,
-    }
-
-
-def report(**fields: Any) -> str:
-    return AgentReport.model_validate({"outcome": "Completed", **fields}).to_message()
-
-
-def pending_pod(**kw: Any) -> dict[str, Any]:
-    return pod_body(
-        phase="Pending",
-        agent=container("agent", "PodInitializing"),
-        algorithm=container("algorithm", "PodInitializing"),
-        **kw,
-    )
-
-
-def downloading_pod(**kw: Any) -> dict[str, Any]:
-    return pod_body(
-        phase="Pending",
-        agent=container("agent", "running"),
-        algorithm=container("algorithm", "PodInitializing"),
-        **kw,
-    )
-
-
-def training_pod(**kw: Any) -> dict[str, Any]:
-    return pod_body(
-        agent=container("agent", "running", started=True),
-        algorithm=container("algorithm", "running", started=True),
-        **kw,
-    )
-
-
-def uploading_pod(**kw: Any) -> dict[str, Any]:
-    return pod_body(
-        agent=container("agent", "running", started=True),
-        algorithm=container("algorithm", ("terminated", 0, "Completed")),
-        **kw,
-    )
-
-
-def succeeded_pod(model: str | None = MODEL, **kw: Any) -> dict[str, Any]:
-    message = report(modelArtifacts=model) if model else None
-    return pod_body(
-        phase="Succeeded",
-        agent=container("agent", ("terminated", 0, "Completed"), message=message),
-        algorithm=container("algorithm", ("terminated", 0, "Completed")),
-        **kw,
-    )
-
-
-def failed_pod(
-    code: int = 1,
-    *,
-    algorithm_message: str | None = None,
-    agent_report: str | None = None,
-    **kw: Any,
-) -> dict[str, Any]:
-    return pod_body(
-        phase="Failed",
-        agent=container("agent", ("terminated", 0, "Completed"), message=agent_report),
-        algorithm=container("algorithm", ("terminated", code, "Error"), message=algorithm_message),
-        **kw,
-    )
-
-
-def evicted_pod(**kw: Any) -> dict[str, Any]:
-    return pod_body(
-        phase="Failed",
-        reason="Evicted",
-        conditions=[
-            {
-                "type": "DisruptionTarget",
-                "status": "True",
-                "reason": "TerminationByKubelet",
-                "message": "The node was low on resource: memory.",
-            }
-        ],
-        agent=container("agent", ("terminated", 0, "Completed")),
-        algorithm=container("algorithm", ("terminated", 137, "Error")),
-        **kw,
-    )
-
-
-def observe(
-    status: dict[str, Any] | None = None,
-    *,
-    jobs: list[dict[str, Any]] = (),  # type: ignore[assignment]
-    pods: list[dict[str, Any]] = (),  # type: ignore[assignment]
-    now: datetime = T0,
-    spec: TrainingJobSpec | None = None,
-    **kw: Any,
-) -> Observation:
-    return Observation(
-        name="bank",
-        generation=1,
-        spec=spec or make_spec(),
-        status=status or {},
-        jobs=[JobView.from_body(j) for j in jobs],
-        pods=[PodView.from_body(p) for p in pods],
-        now=now,
-        config=OperatorConfig(),
-        creation_timestamp="2025-01-01T12:00:00Z",
-        **kw,
-    )
 
 
 def step(obs: Observation) -> Plan:
@@ -230,13 +44,13 @@ def step(obs: Observation) -> Plan:
     again = plan_training(
         replace(
             obs,
-            status=plan.status,
+            status=plan.body,
             expected_jobs=frozenset(
-                {plan.status["jobName"]} if plan.create_attempt is not None else obs.expected_jobs
+                {plan.body["jobName"]} if plan.create_attempt is not None else obs.expected_jobs
             ),
         )
     )
-    assert again.status == plan.status, "replanning on the written status must change nothing"
+    assert again.body == plan.body, "replanning on the written status must change nothing"
     assert again.create_attempt is None
     assert again.events == []
     return plan
@@ -256,7 +70,7 @@ def secondary_history(status: dict[str, Any]) -> list[str]:
 def test_a_new_job_gets_its_first_attempt() -> None:
     plan = step(observe())
     assert plan.create_attempt == 0
-    status = plan.status
+    status = plan.body
     assert status["trainingJobStatus"] == "InProgress"
     assert status["secondaryStatus"] == "Starting"
     assert status["jobName"] == "bank" and status["retryCount"] == 0
@@ -275,7 +89,7 @@ def test_a_new_job_gets_its_first_attempt() -> None:
 
 def test_a_job_the_watch_has_not_shown_yet_is_not_created_twice() -> None:
     first = plan_training(observe())
-    plan = plan_training(observe(first.status, expected_jobs=frozenset({"bank"})))
+    plan = plan_training(observe(first.body, expected_jobs=frozenset({"bank"})))
     assert plan.create_attempt is None
 
 
@@ -284,10 +98,10 @@ def progress(pods: list[dict[str, Any]], status: dict[str, Any], **kw: Any) -> P
 
 
 def test_status_follows_the_pods_through_a_successful_run() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     seen = []
     for pods in ([], [pending_pod()], [downloading_pod()], [training_pod()], [uploading_pod()]):
-        status = progress(pods, status).status
+        status = progress(pods, status).body
         seen.append(status["secondaryStatus"])
         assert status["trainingJobStatus"] == "InProgress"
     assert seen == ["Starting", "Starting", "Downloading", "Training", "Uploading"]
@@ -300,7 +114,7 @@ def test_status_follows_the_pods_through_a_successful_run() -> None:
             now=T0 + timedelta(minutes=10),
         )
     )
-    status = plan.status
+    status = plan.body
     assert status["trainingJobStatus"] == "Completed"
     assert status["secondaryStatus"] == "Completed"
     assert status["modelArtifacts"] == {"s3ModelArtifacts": MODEL}
@@ -326,28 +140,28 @@ def test_status_follows_the_pods_through_a_successful_run() -> None:
 
 
 def test_transitions_post_events() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     plan = progress([training_pod()], status)
     assert [(e.type, e.reason) for e in plan.events] == [("Normal", "Training")]
 
 
 def test_progress_never_goes_back_within_an_attempt() -> None:
-    status = plan_training(observe()).status
-    status = progress([training_pod(index=0)], status).status
+    status = plan_training(observe()).body
+    status = progress([training_pod(index=0)], status).body
     # A second host still downloading does not move the job back to Downloading.
-    status2 = progress([training_pod(index=0), downloading_pod(index=1)], status).status
+    status2 = progress([training_pod(index=0), downloading_pod(index=1)], status).body
     assert status2["secondaryStatus"] == "Training"
-    status3 = progress([downloading_pod(index=1)], status2).status
+    status3 = progress([downloading_pod(index=1)], status2).body
     assert status3["secondaryStatus"] == "Training"
 
 
 def test_final_metrics_from_the_reports() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     pod = succeeded_pod()
     pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["message"] = report(
         modelArtifacts=MODEL, finalMetrics={"validation:auc": 0.91, "train:auc": 0.95}
     )
-    status = step(observe(status, jobs=[job_body(complete=True)], pods=[pod])).status
+    status = step(observe(status, jobs=[job_body(complete=True)], pods=[pod])).body
     assert status["finalMetricDataList"] == [
         {"metricName": "train:auc", "value": 0.95, "timestamp": "2025-01-01T12:00:00Z"},
         {"metricName": "validation:auc", "value": 0.91, "timestamp": "2025-01-01T12:00:00Z"},
@@ -361,13 +175,13 @@ def test_final_metrics_merge_the_logs_last_values_under_the_reports() -> None:
             "metricDefinitions": [{"name": "validation:auc", "regex": "auc:(\\S+)"}],
         }
     )
-    status = plan_training(observe(spec=spec)).status
+    status = plan_training(observe(spec=spec)).body
     logs = {0: {"validation:auc": 0.88, "train:auc": 0.9}}
     # The algorithm has ended, the agent is uploading: the log's values are in already.
     plan = step(
         observe(status, spec=spec, jobs=[job_body()], pods=[uploading_pod()], log_metrics=logs)
     )
-    assert {m["metricName"]: m["value"] for m in plan.status["finalMetricDataList"]} == {
+    assert {m["metricName"]: m["value"] for m in plan.body["finalMetricDataList"]} == {
         "train:auc": 0.9,
         "validation:auc": 0.88,
     }
@@ -378,14 +192,14 @@ def test_final_metrics_merge_the_logs_last_values_under_the_reports() -> None:
     later = T0 + timedelta(seconds=30)
     done = step(
         observe(
-            plan.status,
+            plan.body,
             spec=spec,
             jobs=[job_body(complete=True)],
             pods=[pod],
             log_metrics=logs,
             now=later,
         )
-    ).status
+    ).body
     assert done["trainingJobStatus"] == "Completed"
     assert done["finalMetricDataList"] == [
         {"metricName": "train:auc", "value": 0.9, "timestamp": "2025-01-01T12:00:00Z"},
@@ -393,7 +207,7 @@ def test_final_metrics_merge_the_logs_last_values_under_the_reports() -> None:
     ]
     # Once the controller has dropped the log's values, nothing is lost.
     again = step(observe(done, spec=spec, jobs=[job_body(complete=True)], pods=[pod], now=later))
-    assert again.status == done
+    assert again.body == done
     # Another attempt's log values are not this attempt's.
     other = step(
         observe(
@@ -404,37 +218,41 @@ def test_final_metrics_merge_the_logs_last_values_under_the_reports() -> None:
             log_metrics={1: {"x": 1.0}},
         )
     )
-    assert "finalMetricDataList" not in other.status
+    assert "finalMetricDataList" not in other.body
 
 
 def test_an_invalid_metric_regex_fails_the_job_naming_the_definition() -> None:
-    spec = make_spec(
-        algorithmSpecification={
-            "algorithmName": "xgboost",
-            "metricDefinitions": [{"name": "auc", "regex": "auc:(["}],
-        }
+    # The spec model refuses the regex, so the job fails as the controller fails any spec
+    # that does not parse: before a Job or pod exists, naming the field.
+    with pytest.raises(ValidationError) as refused:
+        make_spec(
+            algorithmSpecification={
+                "algorithmName": "xgboost",
+                "metricDefinitions": [{"name": "auc", "regex": "auc:(["}],
+            }
+        )
+    found = failure(FailureKind.VALIDATION, validation_message(refused.value))
+    status = status_body(invalid_status({}, found, generation=1, now=T0))
+    assert status["trainingJobStatus"] == "Failed"
+    assert status["failureReason"].startswith(
+        "ValidationError: spec.algorithmSpecification.metricDefinitions.0.regex: "
     )
-    plan = step(observe(spec=spec))
-    assert plan.create_attempt is None
-    assert plan.status["failureReason"].startswith(
-        "ClientError: spec.algorithmSpecification.metricDefinitions.0.regex: "
-        "not a valid regular expression"
-    )
+    assert "not a valid" in status["failureReason"]
 
 
 def test_kueue_jobs_are_pending_until_admitted() -> None:
     spec = make_spec(queueName="team-a")
-    status = plan_training(observe(spec=spec)).status
+    status = plan_training(observe(spec=spec)).body
     assert status["secondaryStatus"] == "Pending"
-    status = step(observe(status, jobs=[job_body(suspend=True)], spec=spec)).status
+    status = step(observe(status, jobs=[job_body(suspend=True)], spec=spec)).body
     assert status["secondaryStatus"] == "Pending"
     assert "team-a" in status["secondaryStatusTransitions"][-1]["statusMessage"]
-    status = step(observe(status, jobs=[job_body()], pods=[downloading_pod()], spec=spec)).status
+    status = step(observe(status, jobs=[job_body()], pods=[downloading_pod()], spec=spec)).body
     assert status["secondaryStatus"] == "Downloading"
 
 
 def test_unschedulable_pods_are_pending_with_the_schedulers_reason() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     pod = pod_body(
         phase="Pending",
         conditions=[
@@ -446,7 +264,7 @@ def test_unschedulable_pods_are_pending_with_the_schedulers_reason() -> None:
             }
         ],
     )
-    status = progress([pod], status).status
+    status = progress([pod], status).body
     assert status["secondaryStatus"] == "Pending"
     assert (
         "Insufficient nvidia.com/gpu" in status["secondaryStatusTransitions"][-1]["statusMessage"]
@@ -454,7 +272,7 @@ def test_unschedulable_pods_are_pending_with_the_schedulers_reason() -> None:
 
 
 def test_image_pull_trouble_is_shown_while_starting() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     pod = pod_body(
         phase="Pending",
         agent=container("agent", "running", started=True),
@@ -465,21 +283,21 @@ def test_image_pull_trouble_is_shown_while_starting() -> None:
             },
         },
     )
-    status = progress([pod], status).status
+    status = progress([pod], status).body
     assert status["trainingJobStatus"] == "InProgress"
     assert "ImagePullBackOff" in status["secondaryStatusTransitions"][-1]["statusMessage"]
 
 
 def test_an_invalid_image_name_fails_the_job() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     pod = pod_body(
         phase="Pending",
         agent=container("agent", "running", started=True),
         algorithm=container("algorithm", "InvalidImageName"),
     )
     plan = progress([pod], status)
-    assert plan.status["trainingJobStatus"] == "Failed"
-    assert plan.status["failureReason"].startswith("ClientError: ")
+    assert plan.body["trainingJobStatus"] == "Failed"
+    assert plan.body["failureReason"].startswith("ClientError: ")
     assert plan.delete_jobs == [("bank", "job-uid-0")]
 
 
@@ -487,14 +305,14 @@ def test_an_invalid_image_name_fails_the_job() -> None:
 
 
 def test_algorithm_failure_reason_from_the_failure_file_via_the_agent() -> None:
-    status = progress([training_pod()], plan_training(observe()).status).status
+    status = progress([training_pod()], plan_training(observe()).body).body
     pod = failed_pod(
         2,
         algorithm_message="Traceback ... ValueError",
         agent_report=report(outcome="Completed", failureReason="num_round must be positive"),
     )
     plan = step(observe(status, jobs=[job_body(failed=("PodFailurePolicy", "x"))], pods=[pod]))
-    status = plan.status
+    status = plan.body
     assert status["trainingJobStatus"] == "Failed"
     assert status["secondaryStatus"] == "Failed"
     assert status["failureReason"] == "AlgorithmError: num_round must be positive"
@@ -506,14 +324,14 @@ def test_algorithm_failure_reason_from_the_failure_file_via_the_agent() -> None:
 
 
 def test_algorithm_failure_reason_from_the_termination_message_then_exit_code() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     job = job_body(failed=("PodFailurePolicy", "x"))
     with_message = failed_pod(3, algorithm_message="out of cheese")
-    assert step(observe(status, jobs=[job], pods=[with_message])).status["failureReason"] == (
+    assert step(observe(status, jobs=[job], pods=[with_message])).body["failureReason"] == (
         "AlgorithmError: out of cheese"
     )
     bare = failed_pod(3)
-    assert step(observe(status, jobs=[job], pods=[bare])).status["failureReason"] == (
+    assert step(observe(status, jobs=[job], pods=[bare])).body["failureReason"] == (
         "AlgorithmError: the algorithm exited with code 3"
     )
 
@@ -529,26 +347,26 @@ def test_algorithm_failure_reason_from_the_termination_message_then_exit_code() 
 def test_a_failure_reason_with_sagemakers_prefix_is_kept_and_classified(
     written: str, kind: str
 ) -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     pod = failed_pod(2, agent_report=report(failureReason=written))
     plan = step(observe(status, jobs=[job_body(failed=("PodFailurePolicy", "x"))], pods=[pod]))
-    assert plan.status["failureReason"] == written.strip()
-    assert conditions(plan.status)["Failed"] == ("True", kind)
-    assert conditions(plan.status)["Ready"] == ("False", kind)
+    assert plan.body["failureReason"] == written.strip()
+    assert conditions(plan.body)["Failed"] == ("True", kind)
+    assert conditions(plan.body)["Ready"] == ("False", kind)
     assert plan.create_attempt is None
     # Read back (a restarted operator), the status still says the same.
-    assert conditions(step(observe(plan.status)).status)["Stalled"] == ("True", kind)
+    assert conditions(step(observe(plan.body)).body)["Stalled"] == ("True", kind)
 
 
 def test_an_unprefixed_reason_that_mentions_a_kind_is_still_prefixed() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     pod = failed_pod(2, agent_report=report(failureReason="raised ClientError: no such key"))
     plan = step(observe(status, jobs=[job_body(failed=("PodFailurePolicy", "x"))], pods=[pod]))
-    assert plan.status["failureReason"] == "AlgorithmError: raised ClientError: no such key"
+    assert plan.body["failureReason"] == "AlgorithmError: raised ClientError: no such key"
 
 
 def test_algorithm_failure_known_only_from_the_job_condition() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     job = job_body(
         failed=(
             "PodFailurePolicy",
@@ -557,12 +375,12 @@ def test_algorithm_failure_known_only_from_the_job_condition() -> None:
         )
     )
     plan = step(observe(status, jobs=[job], pods=[]))
-    assert plan.status["failureReason"] == "AlgorithmError: the algorithm exited with code 4"
+    assert plan.body["failureReason"] == "AlgorithmError: the algorithm exited with code 4"
 
 
 def test_an_algorithm_error_is_not_retried_even_with_a_retry_strategy() -> None:
     spec = make_spec(retryStrategy={"maximumRetryAttempts": 3})
-    status = plan_training(observe(spec=spec)).status
+    status = plan_training(observe(spec=spec)).body
     plan = step(
         observe(
             status,
@@ -571,13 +389,13 @@ def test_an_algorithm_error_is_not_retried_even_with_a_retry_strategy() -> None:
             spec=spec,
         )
     )
-    assert plan.status["trainingJobStatus"] == "Failed"
+    assert plan.body["trainingJobStatus"] == "Failed"
     assert plan.create_attempt is None
 
 
 def test_a_platform_failure_is_retried_as_a_new_attempt() -> None:
     spec = make_spec(retryStrategy={"maximumRetryAttempts": 2})
-    status = progress([training_pod()], plan_training(observe(spec=spec)).status, spec=spec).status
+    status = progress([training_pod()], plan_training(observe(spec=spec)).body, spec=spec).body
     plan = step(
         observe(
             status,
@@ -587,7 +405,7 @@ def test_a_platform_failure_is_retried_as_a_new_attempt() -> None:
             now=T0 + timedelta(minutes=5),
         )
     )
-    status = plan.status
+    status = plan.body
     assert plan.create_attempt == 1
     assert status["trainingJobStatus"] == "InProgress"
     assert status["secondaryStatus"] == "Restarting"
@@ -608,7 +426,7 @@ def test_a_platform_failure_is_retried_as_a_new_attempt() -> None:
             pods=[evicted_pod(), training_pod(attempt=1)],
             spec=spec,
         )
-    ).status
+    ).body
     assert status["secondaryStatus"] == "Training"
     plan = step(
         observe(
@@ -618,12 +436,12 @@ def test_a_platform_failure_is_retried_as_a_new_attempt() -> None:
             spec=spec,
         )
     )
-    assert plan.status["trainingJobStatus"] == "Completed"
+    assert plan.body["trainingJobStatus"] == "Completed"
 
 
 def test_retries_run_out() -> None:
     spec = make_spec(retryStrategy={"maximumRetryAttempts": 1})
-    status = {**plan_training(observe(spec=spec)).status, "retryCount": 1, "jobName": "bank-r1"}
+    status = {**plan_training(observe(spec=spec)).body, "retryCount": 1, "jobName": "bank-r1"}
     plan = step(
         observe(
             status,
@@ -633,22 +451,22 @@ def test_retries_run_out() -> None:
         )
     )
     assert plan.create_attempt is None
-    assert plan.status["trainingJobStatus"] == "Failed"
-    assert plan.status["failureReason"].startswith("PlatformError: pod bank-r1-0")
-    assert "after 1 of 1 retries" in plan.status["failureReason"]
+    assert plan.body["trainingJobStatus"] == "Failed"
+    assert plan.body["failureReason"].startswith("PlatformError: pod bank-r1-0")
+    assert "after 1 of 1 retries" in plan.body["failureReason"]
 
 
 def test_without_a_retry_strategy_a_platform_failure_fails_the_job() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     plan = step(
         observe(status, jobs=[job_body(failed=("PodFailurePolicy", "x"))], pods=[evicted_pod()])
     )
-    assert plan.status["trainingJobStatus"] == "Failed"
-    assert conditions(plan.status)["Failed"] == ("True", "PlatformError")
+    assert plan.body["trainingJobStatus"] == "Failed"
+    assert conditions(plan.body)["Failed"] == ("True", "PlatformError")
 
 
 def test_an_agent_user_error_fails_the_job() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     agent = container("agent", "running")
     agent["lastState"] = {
         "terminated": {
@@ -662,15 +480,15 @@ def test_an_agent_user_error_fails_the_job() -> None:
     }
     pod = pod_body(phase="Pending", agent=agent, algorithm=container("algorithm", "PodInit"))
     plan = progress([pod], status)
-    assert plan.status["trainingJobStatus"] == "Failed"
-    assert plan.status["failureReason"] == (
+    assert plan.body["trainingJobStatus"] == "Failed"
+    assert plan.body["failureReason"] == (
         "ClientError: channel train: s3://data/train has no objects"
     )
     assert plan.delete_jobs == [("bank", "job-uid-0")]
 
 
 def test_an_upload_failure_after_a_successful_run_fails_the_job() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     pod = succeeded_pod(model=None)
     pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["message"] = report(
         outcome="Failed",
@@ -678,27 +496,27 @@ def test_an_upload_failure_after_a_successful_run_fails_the_job() -> None:
         agentErrorKind="platform",
     )
     plan = step(observe(status, jobs=[job_body(complete=True)], pods=[pod]))
-    assert plan.status["trainingJobStatus"] == "Failed"
-    assert "AccessDenied" in plan.status["failureReason"]
+    assert plan.body["trainingJobStatus"] == "Failed"
+    assert "AccessDenied" in plan.body["failureReason"]
 
 
 # --- stopping ---------------------------------------------------------------------------
 
 
 def test_stop_deletes_the_job_and_ends_stopped() -> None:
-    status = progress([training_pod()], plan_training(observe()).status).status
+    status = progress([training_pod()], plan_training(observe()).body).body
     spec = make_spec(stop=True)
     plan = step(observe(status, jobs=[job_body()], pods=[training_pod()], spec=spec))
-    assert plan.status["trainingJobStatus"] == "Stopping"
-    assert plan.status["secondaryStatus"] == "Stopping"
+    assert plan.body["trainingJobStatus"] == "Stopping"
+    assert plan.body["secondaryStatus"] == "Stopping"
     assert plan.delete_jobs == [("bank", "job-uid-0")]
     # The Job is going; its pod is being terminated (the agent uploads what there is).
-    status = plan.status
+    status = plan.body
     plan = step(observe(status, jobs=[job_body(deleting=True)], pods=[uploading_pod()], spec=spec))
-    assert plan.status["trainingJobStatus"] == "Stopping" and plan.delete_jobs == []
+    assert plan.body["trainingJobStatus"] == "Stopping" and plan.delete_jobs == []
     gone_report = {"bank-0-abcde": (0, AgentReport(outcome="Completed", model_artifacts=MODEL))}
     plan = step(observe(status, jobs=[], pods=[], spec=spec, reports=gone_report))
-    status = plan.status
+    status = plan.body
     assert status["trainingJobStatus"] == "Stopped"
     assert status["secondaryStatus"] == "Stopped"
     assert status["modelArtifacts"] == {"s3ModelArtifacts": MODEL}
@@ -708,14 +526,14 @@ def test_stop_deletes_the_job_and_ends_stopped() -> None:
 
 
 def test_stop_before_the_job_exists() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     plan = step(observe(status, spec=make_spec(stop=True), expected_jobs=frozenset()))
-    assert plan.status["trainingJobStatus"] == "Stopped"
+    assert plan.body["trainingJobStatus"] == "Stopped"
     assert plan.create_attempt is None
 
 
 def test_a_job_that_already_finished_wins_over_a_stop() -> None:
-    status = plan_training(observe()).status
+    status = plan_training(observe()).body
     plan = step(
         observe(
             status,
@@ -724,12 +542,12 @@ def test_a_job_that_already_finished_wins_over_a_stop() -> None:
             spec=make_spec(stop=True),
         )
     )
-    assert plan.status["trainingJobStatus"] == "Completed"
+    assert plan.body["trainingJobStatus"] == "Completed"
 
 
 def test_max_runtime_is_enforced_from_the_training_start() -> None:
     spec = make_spec(stoppingCondition={"maxRuntimeInSeconds": 600})
-    status = progress([training_pod()], plan_training(observe(spec=spec)).status, spec=spec).status
+    status = progress([training_pod()], plan_training(observe(spec=spec)).body, spec=spec).body
     # Before the deadline: a requeue for when it comes.
     plan = step(
         observe(
@@ -751,20 +569,20 @@ def test_max_runtime_is_enforced_from_the_training_start() -> None:
             now=T0 + timedelta(seconds=605),
         )
     )
-    assert plan.status["trainingJobStatus"] == "Stopping"
-    assert plan.status["secondaryStatus"] == "MaxRuntimeExceeded"
+    assert plan.body["trainingJobStatus"] == "Stopping"
+    assert plan.body["secondaryStatus"] == "MaxRuntimeExceeded"
     assert plan.delete_jobs == [("bank", "job-uid-0")]
-    plan = step(observe(plan.status, spec=spec, now=T0 + timedelta(seconds=620)))
-    assert plan.status["trainingJobStatus"] == "Stopped"
-    assert plan.status["secondaryStatus"] == "MaxRuntimeExceeded"
-    assert conditions(plan.status)["Succeeded"] == ("False", "MaxRuntimeExceeded")
+    plan = step(observe(plan.body, spec=spec, now=T0 + timedelta(seconds=620)))
+    assert plan.body["trainingJobStatus"] == "Stopped"
+    assert plan.body["secondaryStatus"] == "MaxRuntimeExceeded"
+    assert conditions(plan.body)["Succeeded"] == ("False", "MaxRuntimeExceeded")
 
 
 def test_the_jobs_deadline_is_a_backstop_for_max_runtime() -> None:
-    status = progress([training_pod()], plan_training(observe()).status).status
+    status = progress([training_pod()], plan_training(observe()).body).body
     plan = step(observe(status, jobs=[job_body(failed=("DeadlineExceeded", "too long"))]))
-    assert plan.status["trainingJobStatus"] == "Stopped"
-    assert plan.status["secondaryStatus"] == "MaxRuntimeExceeded"
+    assert plan.body["trainingJobStatus"] == "Stopped"
+    assert plan.body["secondaryStatus"] == "MaxRuntimeExceeded"
 
 
 def test_max_wait_time_counts_from_creation() -> None:
@@ -772,32 +590,32 @@ def test_max_wait_time_counts_from_creation() -> None:
         stoppingCondition={"maxRuntimeInSeconds": 600, "maxWaitTimeInSeconds": 900},
         queueName="team-a",
     )
-    status = plan_training(observe(spec=spec)).status
+    status = plan_training(observe(spec=spec)).body
     plan = step(
         observe(status, jobs=[job_body(suspend=True)], spec=spec, now=T0 + timedelta(seconds=901))
     )
-    assert plan.status["secondaryStatus"] == "MaxWaitTimeExceeded"
-    assert plan.status["trainingJobStatus"] == "Stopping"
+    assert plan.body["secondaryStatus"] == "MaxWaitTimeExceeded"
+    assert plan.body["trainingJobStatus"] == "Stopping"
 
 
 # --- after the end ----------------------------------------------------------------------
 
 
 def finished(spec: TrainingJobSpec) -> dict[str, Any]:
-    status = plan_training(observe(spec=spec)).status
+    status = plan_training(observe(spec=spec)).body
     return step(
         observe(status, jobs=[job_body(complete=True)], pods=[succeeded_pod()], spec=spec)
-    ).status
+    ).body
 
 
 def test_ttl_deletes_the_children_after_the_job_finished() -> None:
     spec = make_spec(ttlSecondsAfterFinished=60)
     # The reconcile that sees the end already schedules the deletion.
-    start = plan_training(observe(spec=spec)).status
+    start = plan_training(observe(spec=spec)).body
     ending = plan_training(
         observe(start, jobs=[job_body(complete=True)], pods=[succeeded_pod()], spec=spec)
     )
-    assert ending.status["trainingJobStatus"] == "Completed"
+    assert ending.body["trainingJobStatus"] == "Completed"
     assert ending.requeue_after == pytest.approx(60) and ending.delete_jobs == []
     status = finished(spec)
     plan = step(
@@ -809,7 +627,7 @@ def test_ttl_deletes_the_children_after_the_job_finished() -> None:
     )
     assert plan.delete_jobs == [("bank", "job-uid-0")]
     assert not plan.delete_service  # a single host has no Service
-    assert plan.status == status  # the TrainingJob keeps its status
+    assert plan.body == status  # the TrainingJob keeps its status
     multi = make_spec(
         ttlSecondsAfterFinished=60,
         resourceConfig={"instanceType": "ml.m5.xlarge", "instanceCount": 2},
@@ -830,23 +648,30 @@ def test_a_finished_job_is_left_alone() -> None:
     plan = step(
         observe(status, jobs=[job_body(complete=True)], spec=spec, now=T0 + timedelta(days=3))
     )
-    assert plan.status == status
+    assert plan.body == status
     assert plan.delete_jobs == [] and plan.requeue_after is None and plan.create_attempt is None
 
 
 def test_an_unknown_instance_type_fails_without_creating_anything() -> None:
     plan = step(observe(spec=make_spec(resourceConfig={"instanceType": "ml.zz.large"})))
     assert plan.create_attempt is None
-    assert plan.status["trainingJobStatus"] == "Failed"
-    assert plan.status["failureReason"].startswith(
+    assert plan.body["trainingJobStatus"] == "Failed"
+    assert plan.body["failureReason"].startswith(
         "ClientError: spec.resourceConfig.instanceType: unknown instance type 'ml.zz.large'"
     )
-    assert conditions(plan.status)["Failed"] == ("True", "ClientError")
+    assert conditions(plan.body)["Failed"] == ("True", "ClientError")
 
 
 def test_an_invalid_spec_becomes_a_failed_status_naming_the_field() -> None:
-    status = invalid_status(
-        {}, "spec.resourceConfig.instanceCount: must be >= 1", generation=3, now=T0
+    def invalid(body: dict[str, Any], message: str, kind: FailureKind, **kw: Any) -> Any:
+        return status_body(invalid_status(body, failure(kind, message), **kw))
+
+    status = invalid(
+        {},
+        "spec.resourceConfig.instanceCount: must be >= 1",
+        FailureKind.VALIDATION,
+        generation=3,
+        now=T0,
     )
     assert status["trainingJobStatus"] == "Failed"
     assert status["failureReason"] == (
@@ -855,9 +680,9 @@ def test_an_invalid_spec_becomes_a_failed_status_naming_the_field() -> None:
     assert conditions(status)["Failed"] == ("True", "ValidationError")
     assert status["observedGeneration"] == 3
     # Terminal statuses are never rewritten.
-    assert invalid_status(status, "other", generation=4, now=T0) == status
-    refused = invalid_status(
-        {}, "the Job was rejected: denied by policy", generation=1, now=T0, kind="ClientError"
+    assert invalid(status, "other", FailureKind.VALIDATION, generation=4, now=T0) == status
+    refused = invalid(
+        {}, "the Job was rejected: denied by policy", FailureKind.CLIENT, generation=1, now=T0
     )
     assert refused["failureReason"] == "ClientError: the Job was rejected: denied by policy"
     assert conditions(refused)["Failed"] == ("True", "ClientError")
@@ -867,23 +692,32 @@ def test_an_invalid_spec_becomes_a_failed_status_naming_the_field() -> None:
 
 
 def test_conditions_keep_their_transition_time_while_unchanged() -> None:
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
     first = merge_conditions(
-        None, [Cond("Ready", "False", "Starting")], generation=1, now="2025-01-01T00:00:00Z"
+        None, [Cond("Ready", "False", "Starting")], generation=1, now=at("2025-01-01T00:00:00Z")
     )
     same = merge_conditions(
-        first, [Cond("Ready", "False", "Training", "m")], generation=2, now="2025-01-01T00:05:00Z"
+        first,
+        [Cond("Ready", "False", "Training", "m")],
+        generation=2,
+        now=at("2025-01-01T00:05:00Z"),
     )
-    assert same[0]["lastTransitionTime"] == "2025-01-01T00:00:00Z"
-    assert same[0]["reason"] == "Training" and same[0]["observedGeneration"] == 2
+    assert same[0].last_transition_time == at("2025-01-01T00:00:00Z")
+    assert same[0].reason == "Training" and same[0].observed_generation == 2
     flipped = merge_conditions(
-        same, [Cond("Ready", "True", "Completed")], generation=2, now="2025-01-01T00:09:00Z"
+        same, [Cond("Ready", "True", "Completed")], generation=2, now=at("2025-01-01T00:09:00Z")
     )
-    assert flipped[0]["lastTransitionTime"] == "2025-01-01T00:09:00Z"
+    assert flipped[0].last_transition_time == at("2025-01-01T00:09:00Z")
     # Conditions someone else set are kept.
     other = merge_conditions(
-        [{"type": "Custom", "status": "True"}], [Cond("Ready", "True", "X")], generation=1, now="t"
+        [Condition(type="Custom", status="True")],
+        [Cond("Ready", "True", "X")],
+        generation=1,
+        now=T0,
     )
-    assert [c["type"] for c in other] == ["Ready", "Custom"]
+    assert [c.type for c in other] == ["Ready", "Custom"]
 
 
 def test_container_views_read_reports_from_the_last_state() -> None:
@@ -893,9 +727,65 @@ def test_container_views_read_reports_from_the_last_state() -> None:
         "lastState": {"terminated": {"message": report(modelArtifacts=MODEL)}},
     }
     view = ContainerView.from_status(status)
-    found = view.report()
-    assert found is not None and found.model_artifacts == MODEL
+    found, error = view.report()
+    assert found is not None and found.model_artifacts == MODEL and error is None
     garbage = ContainerView.from_status(
         {"name": "agent", "state": {"terminated": {"exitCode": 1, "message": "not json"}}}
     )
-    assert garbage.report() is None
+    assert garbage.report()[0] is None
+    # Never silence: why it could not be read is kept for the status and an event.
+    assert garbage.report()[1]
+
+
+# --- what a replaced operator, a skewed agent or a changed catalog must not lose ------------
+
+
+def test_a_report_the_operator_cannot_read_is_said_not_dropped() -> None:
+    status = progress([uploading_pod()], plan_training(observe()).body).body
+    # An agent of another version wrote something this operator's model refuses.
+    unreadable = succeeded_pod(model=None)
+    unreadable["status"]["initContainerStatuses"][0]["state"]["terminated"]["message"] = (
+        '{"version": 1, "outcome": 7}'
+    )
+    plan = step(observe(status, jobs=[job_body(complete=True)], pods=[unreadable]))
+    assert plan.body["trainingJobStatus"] == "Completed"
+    message = plan.body["secondaryStatusTransitions"][-1]["statusMessage"]
+    assert "cannot read" in message and "bank-0-abcde" in message
+    assert [e.reason for e in plan.events] == ["AgentReportUnreadable", "Completed"]
+
+
+def test_a_replacement_operator_keeps_the_whole_history() -> None:
+    # The operator was down from Downloading to the end: the pods' times fill the gap.
+    status = progress([downloading_pod()], plan_training(observe()).body).body
+    plan = step(observe(status, jobs=[job_body(complete=True)], pods=[succeeded_pod()]))
+    history = plan.body["secondaryStatusTransitions"]
+    assert [t["status"] for t in history] == [
+        "Starting",
+        "Downloading",
+        "Training",
+        "Uploading",
+        "Completed",
+    ]
+    assert history[2]["startTime"] == "2025-01-01T12:00:05Z"  # the algorithm's startedAt
+    assert history[3]["startTime"] == "2025-01-01T12:10:00Z"  # ... and its finishedAt
+    assert all(t.get("endTime") for t in history[:-1])
+    # History is not news: no Training or Uploading event is posted late.
+    assert [e.reason for e in plan.events] == ["Completed"]
+
+
+def test_the_image_is_recorded_once_for_the_job() -> None:
+    status = plan_training(observe()).body
+    assert status["trainingImage"] == OperatorConfig().images.algorithms["xgboost"]
+    changed = OperatorConfig.model_validate(
+        {"images": {"algorithms": {"xgboost": "registry.example/xgboost:2"}}}
+    )
+    plan = step(replace(observe(status, jobs=[job_body()], pods=[training_pod()]), config=changed))
+    assert plan.body["trainingImage"] == status["trainingImage"]
+
+
+def test_steps_skipped_between_reconciles_are_not_filled_in_out_of_order() -> None:
+    # Downloading was too fast to be seen; Training was seen. Only Uploading is filled in.
+    status = progress([training_pod()], plan_training(observe()).body).body
+    plan = step(observe(status, jobs=[job_body(complete=True)], pods=[succeeded_pod()]))
+    history = [t["status"] for t in plan.body["secondaryStatusTransitions"]]
+    assert history == ["Starting", "Training", "Uploading", "Completed"]
