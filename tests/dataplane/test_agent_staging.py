@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import collections
 import gzip
 import json
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from storage_support import Requests
 
 from kubemaker_runtime.agent import Agent, AgentError
 from kubemaker_runtime.agent.transfer import download_all
@@ -43,19 +42,6 @@ def put_tree(s3_client: Any, bucket: str, prefix: str, count: int) -> dict[str, 
     return bodies
 
 
-def count_requests(client: Any) -> collections.Counter[str]:
-    """Every S3 request (each attempt) the client sends from now on, by operation."""
-    sent: collections.Counter[str] = collections.Counter()
-    lock = threading.Lock()
-
-    def count(event_name: str, **_: Any) -> None:
-        with lock:
-            sent[event_name.rsplit(".", 1)[-1]] += 1
-
-    client.meta.events.register("before-send.s3", count)
-    return sent
-
-
 def staged_files(directory: Path) -> dict[str, bytes]:
     return {
         p.relative_to(directory).as_posix(): p.read_bytes()
@@ -85,7 +71,7 @@ def test_many_objects_under_nested_prefixes(
     agent = Agent(config, paths=paths, workers=4)
     store = agent.stores.for_uri(f"s3://{s3_bucket}/")
     assert isinstance(store, S3Store)
-    sent = count_requests(store.client)
+    sent = Requests(store.client).sent
     agent.prepare()
 
     # Both channels through the agent's one store; one GET per object, no HeadObject.
@@ -270,7 +256,7 @@ def test_a_failing_object_is_retried_by_botocore_only(
 ) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     store = S3Store(endpoint_url=unavailable_s3_endpoint)
-    sent = count_requests(store.client)
+    sent = Requests(store.client).sent
     obj = StoredObject(uri="s3://bucket/train/a.csv", key="a.csv", size=4, mtime=0, etag="e")
     with pytest.raises(AgentError) as info:
         download_all(store, [obj], tmp_path, label="staging", context="channel 'train'")

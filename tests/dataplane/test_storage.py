@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import os
 import socket
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from storage_support import Requests
 
 from kubemaker_runtime.protocol import StorageConfig
 from kubemaker_runtime.storage import (
@@ -88,29 +88,6 @@ def test_s3_multipart_upload_and_download(s3_bucket: str, tmp_path: Path) -> Non
     assert obj.etag and "-" in obj.etag  # a multipart ETag
     store.download(obj, tmp_path / "copy.bin")
     assert (tmp_path / "copy.bin").read_bytes() == src.read_bytes()
-
-
-class Requests:
-    """The S3 requests a store's client sends (every attempt), and the most in flight."""
-
-    def __init__(self, client: Any) -> None:
-        self.sent: collections.Counter[str] = collections.Counter()
-        self.in_flight = 0
-        self.most_in_flight = 0
-        self._lock = threading.Lock()
-        client.meta.events.register("before-send.s3", self._before_send)
-        client.meta.events.register("after-call.s3", self._after_call)
-        client.meta.events.register("after-call-error.s3", self._after_call)
-
-    def _before_send(self, event_name: str, **_: Any) -> None:
-        with self._lock:
-            self.sent[event_name.rsplit(".", 1)[-1]] += 1
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-
-    def _after_call(self, **_: Any) -> None:
-        with self._lock:
-            self.in_flight -= 1
 
 
 def test_one_transfer_manager_bounds_every_transfer(

@@ -308,7 +308,7 @@ def _plan_finished_job(
             # a new attempt would train again.
             fail(plan, agent_failure(agent.agent_error_kind, agent.agent_error))
             return
-        complete(plan, obs, job, pods)
+        complete(plan, job, pods)
         return
     if job.failed_reason == "DeadlineExceeded":
         stopped(

@@ -130,7 +130,7 @@ class Plan:
 # --- the ends: every terminal status is reached through one of these three -------------
 
 
-def complete(plan: Plan, obs: Observation, job: JobView, pods: Sequence[PodView]) -> None:
+def complete(plan: Plan, job: JobView, pods: Sequence[PodView]) -> None:
     status = plan.status
     status.training_job_status = Primary.COMPLETED
     status.failure_reason = None
