@@ -247,6 +247,14 @@ class Kube:
                 return None
             raise
 
+    async def list(
+        self, resource: Resource, namespace: str | None, *, field_selector: str | None = None
+    ) -> list[JSON]:
+        """The objects of a kind in a namespace, optionally filtered by fields."""
+        query = {"fieldSelector": field_selector} if field_selector else None
+        result = await self.request("GET", resource.path(namespace), query=query)
+        return list(result.get("items") or [])
+
     async def get_or_create(
         self, resource: Resource, namespace: str, body: JSON
     ) -> tuple[JSON, bool]:

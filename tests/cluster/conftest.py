@@ -122,7 +122,17 @@ def _namespace_name(test_name: str) -> str:
 def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
     name = _namespace_name(request.node.name)
     cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("label", "namespace", name, "kubemaker.io/test=true")
+    # Pod Security admission, as a careful cluster enforces it: the operator's pods must
+    # pass "restricted". Tests of the simulated cluster itself mark a looser level.
+    marker = request.node.get_closest_marker("pod_security")
+    level = marker.args[0] if marker is not None else "restricted"
+    cluster.kubectl(
+        "label",
+        "namespace",
+        name,
+        "kubemaker.io/test=true",
+        f"pod-security.kubernetes.io/enforce={level}",
+    )
     # Pods are refused until kube-controller-manager has made the default ServiceAccount.
     deadline = time.monotonic() + 30
     while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode:

@@ -17,7 +17,8 @@ from kubernetes.client.exceptions import ApiException
 if TYPE_CHECKING:
     from conftest import LocalCluster
 
-pytestmark = pytest.mark.cluster
+# These pods exercise the simulated cluster, not the operator: Pod Security "baseline".
+pytestmark = [pytest.mark.cluster, pytest.mark.pod_security("baseline")]
 
 T = TypeVar("T")
 

@@ -381,3 +381,28 @@ def test_every_example_trainingjob_runs_to_completion(kube: Kube) -> None:
         assert status["modelArtifacts"]["s3ModelArtifacts"] == (
             f"{output_path.rstrip('/')}/{name}/output/model.tar.gz"
         )
+
+
+@pytest.mark.usefixtures("operator")
+def test_pods_pass_pod_security_restricted(kube: Kube) -> None:
+    """Every test namespace enforces "restricted" (conftest): the operator's pods run."""
+    kube.create("restricted", kwok={"duration": "1s"})
+    kube.wait_status("restricted", "Completed")
+    [pod] = kube.core.list_namespaced_pod(kube.namespace).items
+    assert pod.spec.security_context.run_as_non_root is True
+
+
+@pytest.mark.usefixtures("operator")
+def test_pods_the_cluster_refuses_fail_the_job_with_the_reason(kube: Kube) -> None:
+    # A root image asked for in a namespace that enforces "restricted": never admitted.
+    kube.create(
+        "as-root",
+        podOverrides={"securityContext": {"runAsUser": 0, "runAsNonRoot": False}},
+    )
+    status = kube.wait_status("as-root", "Failed", timeout=60)
+    reason = status["failureReason"]
+    assert reason.startswith("ClientError: the cluster refuses to create the pods of Job as-root")
+    assert "violates PodSecurity" in reason and "runAsNonRoot" in reason
+    assert condition(status, "Failed") == ("True", "ClientError")
+    assert any(e.reason == "Failed" and "PodSecurity" in e.message for e in kube.events("as-root"))
+    wait_for("the refused Job to be deleted", lambda: not kube.jobs("as-root"), timeout=30)

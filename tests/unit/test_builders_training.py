@@ -169,9 +169,14 @@ def test_the_pod_shape() -> None:
         "/opt/ml/checkpoints": "checkpoints",
     }
     for item in (agent, algorithm):
-        mounts = {m["mountPath"]: m["subPath"] for m in item["volumeMounts"]}
-        assert mounts == expected_mounts
-        assert {m["name"] for m in item["volumeMounts"]} == {"opt-ml"}
+        work = [m for m in item["volumeMounts"] if m["name"] == "opt-ml"]
+        assert {m["mountPath"]: m["subPath"] for m in work} == expected_mounts
+    assert {m["name"] for m in algorithm["volumeMounts"]} == {"opt-ml"}
+    # The agent's root filesystem is read-only; it writes its state and archives to /tmp.
+    assert [m for m in agent["volumeMounts"] if m["name"] != "opt-ml"] == [
+        {"name": "agent-tmp", "mountPath": "/tmp"}
+    ]
+    assert agent["securityContext"]["readOnlyRootFilesystem"] is True
     volume = next(v for v in spec["volumes"] if v["name"] == "opt-ml")
     assert volume["emptyDir"] == {"sizeLimit": "30Gi"}
     annotations = job["spec"]["template"]["metadata"]["annotations"]
@@ -574,3 +579,38 @@ def test_a_whole_objects_error_is_named_from_its_root() -> None:
             {"metadata": {"name": "bank"}, "spec": {**make_spec().dump(), "stop": "maybe"}}
         )
     assert validation_message(caught.value, prefix="").startswith("spec.stop: ")
+
+
+def test_pods_satisfy_pod_security_restricted_by_default() -> None:
+    pod = build_job(make_spec(), CONFIG, owner=OWNER, attempt=0)["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for item in pod["initContainers"] + pod["containers"]:
+        assert item["securityContext"]["allowPrivilegeEscalation"] is False
+        assert item["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_pod_overrides_set_security_contexts_field_by_field() -> None:
+    spec = make_spec(
+        podOverrides={
+            "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "fsGroup": 100},
+            "containerSecurityContext": {"capabilities": {"add": ["SYS_PTRACE"]}},
+        }
+    )
+    pod = build_job(spec, CONFIG, owner=OWNER, attempt=0)["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": False,
+        "runAsUser": 0,
+        "fsGroup": 100,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    [algorithm] = pod["containers"]
+    assert algorithm["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"add": ["SYS_PTRACE"]},
+    }
+    # The operator's own container keeps its own settings.
+    [agent] = pod["initContainers"]
+    assert agent["securityContext"]["capabilities"] == {"drop": ["ALL"]}

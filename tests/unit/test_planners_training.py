@@ -789,3 +789,44 @@ def test_steps_skipped_between_reconciles_are_not_filled_in_out_of_order() -> No
     plan = step(observe(status, jobs=[job_body(complete=True)], pods=[succeeded_pod()]))
     history = [t["status"] for t in plan.body["secondaryStatusTransitions"]]
     assert history == ["Starting", "Training", "Uploading", "Completed"]
+
+
+# --- pods the cluster refuses to create ---------------------------------------------------
+
+REFUSED = (
+    'Error creating: pods "bank-0-x" is forbidden: violates PodSecurity "restricted:latest": '
+    "runAsNonRoot != true"
+)
+
+
+def test_a_job_without_pods_is_looked_at_again_when_its_events_are_read() -> None:
+    status = plan_training(observe()).body
+    plan = step(observe(status, jobs=[job_body()], now=T0 + timedelta(seconds=2)))
+    assert plan.requeue_after == pytest.approx(3.0)  # job_body was created at T0
+
+
+def test_a_refusal_that_cannot_heal_fails_the_job_naming_it() -> None:
+    status = plan_training(observe()).body
+    plan = step(observe(status, jobs=[job_body()], pod_refusals={"bank": REFUSED}))
+    assert plan.body["trainingJobStatus"] == "Failed"
+    assert plan.body["failureReason"] == (
+        f"ClientError: the cluster refuses to create the pods of Job bank: {REFUSED}"
+    )
+    assert conditions(plan.body)["Failed"] == ("True", "ClientError")
+    assert plan.delete_jobs == [("bank", "job-uid-0")]
+
+
+def test_a_refusal_that_may_heal_is_shown_while_the_job_waits() -> None:
+    quota = 'Error creating: pods "bank-0-x" is forbidden: exceeded quota: gpus'
+    status = plan_training(observe()).body
+    plan = step(observe(status, jobs=[job_body()], pod_refusals={"bank": quota}))
+    assert plan.body["trainingJobStatus"] == "InProgress"
+    assert plan.body["secondaryStatus"] == "Starting"
+    assert "exceeded quota" in plan.body["secondaryStatusTransitions"][-1]["statusMessage"]
+    assert (
+        "exceeded quota"
+        in dict((c["type"], c["message"]) for c in plan.body["conditions"])["Reconciling"]
+    )
+    assert [e.reason for e in plan.events] == ["PodsRefused"]
+    assert plan.requeue_after is not None and plan.requeue_after <= 30
+    assert plan.delete_jobs == []

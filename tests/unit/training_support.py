@@ -44,6 +44,7 @@ def job_body(
     meta: dict[str, Any] = {
         "name": "bank" if attempt == 0 else f"bank-r{attempt}",
         "uid": f"job-uid-{attempt}",
+        "creationTimestamp": "2025-01-01T12:00:00Z",
         "labels": {"kubemaker.io/training-job": "bank", "kubemaker.io/attempt": str(attempt)},
     }
     if deleting:

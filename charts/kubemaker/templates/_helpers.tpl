@@ -83,5 +83,6 @@ Exactly what the operator uses (docs/helm.md). Kinds without a controller yet
   verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  # list: a Job's FailedCreate events say why the cluster refused its pods
+  verbs: ["create", "list"]
 {{- end -}}

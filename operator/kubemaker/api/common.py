@@ -252,6 +252,71 @@ class ResourceRequirements(ApiModel):
     )
 
 
+class SeccompProfile(ApiModel):
+    """A seccomp profile (core/v1 SeccompProfile)."""
+
+    type: Literal["RuntimeDefault", "Localhost", "Unconfined"] = Field(
+        description="RuntimeDefault (the container runtime's), Localhost or Unconfined."
+    )
+    localhost_profile: str | None = Field(
+        default=None, max_length=4096, description="With Localhost: the profile's path."
+    )
+
+
+class Capabilities(ApiModel):
+    """Linux capabilities added to or dropped from a container (core/v1 Capabilities)."""
+
+    add: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=64, description="Capabilities added, e.g. NET_BIND_SERVICE."
+    )
+    drop: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=64, description="Capabilities dropped, e.g. ALL."
+    )
+
+
+class _SecurityFields(ApiModel):
+    run_as_user: int | None = Field(default=None, ge=0, description="UID the processes run as.")
+    run_as_group: int | None = Field(default=None, ge=0, description="GID the processes run as.")
+    run_as_non_root: bool | None = Field(
+        default=None, description="Refuse to start a container whose user is root."
+    )
+    seccomp_profile: SeccompProfile | None = Field(default=None, description="Seccomp profile.")
+
+
+class PodSecurityContext(_SecurityFields):
+    """Pod-level security settings (a subset of core/v1 PodSecurityContext).
+
+    Each field set here replaces the operator's default (``runAsNonRoot: true`` and
+    ``seccompProfile: RuntimeDefault``, what Pod Security "restricted" asks).
+    """
+
+    fs_group: int | None = Field(
+        default=None, ge=0, description="Group that owns the pod's volumes."
+    )
+    supplemental_groups: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, max_length=32, description="Further groups of the processes."
+    )
+
+
+class SecurityContext(_SecurityFields):
+    """Container security settings (a subset of core/v1 SecurityContext).
+
+    Each field set here replaces the operator's default for the algorithm container
+    (``allowPrivilegeEscalation: false``, ``capabilities: {drop: [ALL]}``).
+    """
+
+    allow_privilege_escalation: bool | None = Field(
+        default=None, description="Whether a process may gain more privileges (setuid)."
+    )
+    privileged: bool | None = Field(default=None, description="Run as a privileged container.")
+    read_only_root_filesystem: bool | None = Field(
+        default=None, description="Mount the image's root filesystem read-only."
+    )
+    capabilities: Capabilities | None = Field(
+        default=None, description="Capabilities to add and drop."
+    )
+
+
 class PodOverrides(ApiModel):
     """Changes to the pods the operator builds, applied after the instance-type catalog."""
 
@@ -294,6 +359,22 @@ class PodOverrides(ApiModel):
         default=None,
         max_length=16,
         description="Secrets used to pull the images from private registries.",
+    )
+    security_context: PodSecurityContext | None = Field(
+        default=None,
+        description=(
+            "Pod security settings. The operator's pods satisfy Pod Security 'restricted' "
+            "by default (runAsNonRoot, RuntimeDefault seccomp); set what an image needs "
+            "otherwise here, e.g. runAsUser for an image that runs as root."
+        ),
+    )
+    container_security_context: SecurityContext | None = Field(
+        default=None,
+        description=(
+            "Security settings of the image's container (the algorithm, the model server), "
+            "over the operator's defaults: allowPrivilegeEscalation false, all capabilities "
+            "dropped. The operator's own containers keep theirs."
+        ),
     )
 
 

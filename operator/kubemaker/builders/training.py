@@ -24,6 +24,11 @@ from kubemaker.api.training import TrainingJobSpec
 from kubemaker.builders import naming
 from kubemaker.builders.errors import SpecError
 from kubemaker.builders.resources import Resources, instance_resources
+from kubemaker.builders.security import (
+    OWN_CONTAINER,
+    container_security_context,
+    pod_security_context,
+)
 from kubemaker.builders.storage import build_storage_env, pvc_claim, storage_settings
 from kubemaker.config import OperatorConfig
 from kubemaker_runtime import contract
@@ -39,6 +44,7 @@ JSON = dict[str, Any]
 AGENT_CONTAINER = "agent"
 ALGORITHM_CONTAINER = "algorithm"
 WORK_VOLUME = "opt-ml"
+AGENT_TMP_VOLUME = "agent-tmp"
 HOST_INDEX_ENV = "KUBEMAKER_HOST_INDEX"
 # What SageMaker gives an algorithm between SIGTERM and SIGKILL, plus time for the agent
 # to upload the model once the algorithm has exited.
@@ -308,7 +314,8 @@ def build_pod_template(
         *storage_env,
     ]
     pvc_root = agent_config.storage.pvc_root
-    agent_mounts = _work_mounts() + [
+    # The agent's root filesystem is read-only: its state and upload archives go to /tmp.
+    agent_mounts = [*_work_mounts(), {"name": AGENT_TMP_VOLUME, "mountPath": "/tmp"}] + [
         {"name": _claim_volume(claim), "mountPath": f"{pvc_root}/{claim}"} for claim in claims
     ]
     # A framework image stages a pvc:// sourceDir itself: it reads the claim where the
@@ -340,6 +347,7 @@ def build_pod_template(
         },
         "volumeMounts": agent_mounts,
         "terminationMessagePolicy": "File",
+        "securityContext": dict(OWN_CONTAINER),
     }
     algorithm = {
         "name": ALGORITHM_CONTAINER,
@@ -358,6 +366,7 @@ def build_pod_template(
         "resources": resources.to_kubernetes(),
         "volumeMounts": algorithm_mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": container_security_context(overrides),
     }
     labels = {**naming.child_labels(training_job, attempt)}
     annotations = {naming.ANNOTATION_MODEL_ARTIFACTS: model_artifacts_uri(spec, training_job)}
@@ -378,9 +387,10 @@ def build_pod_template(
         # environment with *_SERVICE_HOST variables.
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "securityContext": pod_security_context(overrides),
         "initContainers": [agent],
         "containers": [algorithm],
-        "volumes": [work_volume]
+        "volumes": [work_volume, {"name": AGENT_TMP_VOLUME, "emptyDir": {}}]
         + [
             {"name": _claim_volume(claim), "persistentVolumeClaim": {"claimName": claim}}
             for claim in claims

@@ -48,9 +48,15 @@ from kubemaker.builders.training import Owner, build_job, build_service
 from kubemaker.config import OperatorConfig
 from kubemaker.controllers.training_logs import TrainingLogMetrics
 from kubemaker.failures import FailureKind, failure
-from kubemaker.kube import JOBS, SERVICES, ApiError, Kube, Resource
-from kubemaker.planners.training import plan_training
-from kubemaker.planners.training_status import Observation, Plan, invalid_status, status_body
+from kubemaker.kube import EVENTS, JOBS, SERVICES, ApiError, Kube, Resource
+from kubemaker.planners.training import REFUSAL_CHECK_SECONDS, plan_training
+from kubemaker.planners.training_status import (
+    Observation,
+    Plan,
+    invalid_status,
+    parse_time,
+    status_body,
+)
 from kubemaker.planners.training_views import JobView, PodView
 from kubemaker.reconcile.bodies import resource_version, slim, status_patch
 from kubemaker.reconcile.events import Background, EventPoster
@@ -262,6 +268,7 @@ class TrainingController:
             expected_jobs=self._expected_jobs(key, {j.name for j in jobs}),
             reports=dict(self.reports.get(key, {})),
             log_metrics=self.logs.final(key),
+            pod_refusals=await self._pod_refusals(namespace, jobs, pods, now),
         )
         plan = plan_training(obs)
         if plan.create_attempt == 0 and not status.get("trainingJobStatus"):
@@ -370,6 +377,34 @@ class TrainingController:
         return True
 
     # --- helpers ---
+
+    async def _pod_refusals(
+        self, namespace: str, jobs: list[JobView], pods: list[PodView], now: datetime
+    ) -> dict[str, str]:
+        """Why the cluster refused the pods of a Job that has none yet (its newest
+        FailedCreate event): admission refusals are only ever told as events."""
+        found: dict[str, str] = {}
+        for job in jobs:
+            created = parse_time(job.created)
+            if (
+                job.deleting
+                or job.suspended
+                or job.complete
+                or job.failed_reason
+                or created is None
+                or (now - created).total_seconds() < REFUSAL_CHECK_SECONDS
+                or any(p.attempt == job.attempt for p in pods)
+            ):
+                continue
+            events = await self.kube.list(
+                EVENTS,
+                namespace,
+                field_selector=f"involvedObject.uid={job.uid},reason=FailedCreate",
+            )
+            if events:
+                newest = max(events, key=lambda e: str(e.get("lastTimestamp") or ""))
+                found[job.name] = str(newest.get("message") or "FailedCreate")
+        return found
 
     @staticmethod
     def _children(index: kopf.Index[Key, Any] | None, key: Key) -> Iterable[Any]:

@@ -18,6 +18,7 @@ Status machine (SageMaker's, see docs/trainingjob.md):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -70,6 +71,14 @@ _PROGRESS = {
     Step.UPLOADING: 3,
 }
 STOP_CAUSES = frozenset({Step.STOPPING, Step.MAX_RUNTIME_EXCEEDED, Step.MAX_WAIT_TIME_EXCEEDED})
+# A Job with no pod this long after its creation has its events read for a refusal;
+# a refusal that may heal (a full quota) is looked at again this often.
+REFUSAL_CHECK_SECONDS = 5.0
+REFUSAL_RECHECK_SECONDS = 30.0
+# Refusals that only a change of the spec or of the namespace's policy can lift.
+_PERMANENT_REFUSAL = re.compile(
+    r"violates PodSecurity|denied the request|is invalid|usage per (Container|Pod)"
+)
 
 # Container waiting reasons that no amount of waiting fixes: the spec is at fault.
 _PERMANENT_WAITING = frozenset({"InvalidImageName", "ErrImageNeverPull"})
@@ -144,6 +153,10 @@ def plan_training(obs: Observation) -> Plan:
             plan.runtime_used = _runtime_used(obs)
         return _finish(plan, obs)
 
+    if not pods and _plan_refusal(plan, obs, job):
+        _schedule_deadlines(plan, obs)
+        return _finish(plan, obs)
+
     found = _agent_failure(pods) or _permanent_waiting(pods)
     if found is not None:
         plan.delete_jobs.append((job.name, job.uid))
@@ -167,6 +180,35 @@ def plan_training(obs: Observation) -> Plan:
         status.training_start_time = parse_time(_earliest_start(pods)) or plan.now
     _schedule_deadlines(plan, obs)
     return _finish(plan, obs)
+
+
+def _plan_refusal(plan: Plan, obs: Observation, job: JobView) -> bool:
+    """A Job whose pods the cluster will not create (Pod Security, an admission webhook,
+    a LimitRange, a quota): Failed when that cannot heal, else shown while it waits.
+    Returns whether the refusal decided the plan."""
+    if job.suspended or job.complete or job.failed_reason:
+        return False
+    refusal = obs.pod_refusals.get(job.name)
+    if refusal is None:
+        created = parse_time(job.created)
+        if created is not None:
+            age = (obs.now - created).total_seconds()
+            # Look again once the controller would look at the Job's events.
+            wait = REFUSAL_CHECK_SECONDS - age if age < REFUSAL_CHECK_SECONDS else 0.0
+            plan.wake_in(wait or REFUSAL_RECHECK_SECONDS)
+        return False
+    if _PERMANENT_REFUSAL.search(refusal):
+        # No pod exists: deleting the Job loses no log, and stops its futile retries.
+        plan.delete_jobs.append((job.name, job.uid))
+        text = f"the cluster refuses to create the pods of Job {job.name}: {refusal}"
+        fail(plan, failure(FailureKind.CLIENT, text))
+        return True
+    message = clip(f"The cluster refuses to create the pods for now: {refusal}", MESSAGE_LIMIT)
+    if message != last_message(plan.status):
+        transition(plan, plan.status.secondary_status or Step.STARTING, message)
+        plan.event("Warning", "PodsRefused", message)
+    plan.wake_in(REFUSAL_RECHECK_SECONDS)
+    return True
 
 
 def _created(obs: Observation, plan: Plan) -> datetime:

@@ -93,6 +93,9 @@ class Observation:
     reports: Mapping[str, tuple[int, AgentReport]] = field(default_factory=dict)
     # Last values the job's metricDefinitions found in the algorithm's log, by attempt.
     log_metrics: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
+    # Why the cluster refused to create a Job's pods (its newest FailedCreate event), by
+    # Job name: looked up only for a Job that has had no pod for REFUSAL_CHECK_SECONDS.
+    pod_refusals: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,7 @@ class JobView:
     start_time: str | None = None
     completion_time: str | None = None
     deleting: bool = False
+    created: str | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> JobView:
@@ -191,4 +192,5 @@ class JobView:
             start_time=status.get("startTime"),
             completion_time=status.get("completionTime"),
             deleting=bool(meta.get("deletionTimestamp")),
+            created=meta.get("creationTimestamp"),
         )
