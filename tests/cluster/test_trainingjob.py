@@ -363,6 +363,8 @@ def test_every_example_trainingjob_runs_to_completion(kube: Kube) -> None:
     placement, statuses, the model's location) is real.
     """
     expected: dict[str, str] = {}
+    # Examples that ask for a root user: "restricted" (this namespace) refuses them.
+    refused: list[str] = []
     for path in sorted((REPO_ROOT / "examples").glob("*/*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             if not document or document.get("kind") != "TrainingJob":
@@ -374,13 +376,33 @@ def test_every_example_trainingjob_runs_to_completion(kube: Kube) -> None:
             kube.custom.create_namespaced_custom_object(
                 GROUP, VERSION, kube.namespace, PLURAL, document
             )
+            overrides = document["spec"].get("podOverrides") or {}
+            if (overrides.get("securityContext") or {}).get("runAsNonRoot") is False:
+                refused.append(name)
+                continue
             expected[name] = document["spec"]["outputDataConfig"]["s3OutputPath"]
     assert len(expected) >= 10, f"fewer examples than expected: {sorted(expected)}"
+    assert refused == ["root-image"]
+    for name in refused:
+        status = kube.wait_status(name, "Failed", timeout=60)
+        assert "violates PodSecurity" in status["failureReason"]
     for name, output_path in expected.items():
         status = kube.wait_status(name, "Completed", timeout=180)
         assert status["modelArtifacts"]["s3ModelArtifacts"] == (
             f"{output_path.rstrip('/')}/{name}/output/model.tar.gz"
         )
+
+
+@pytest.mark.pod_security("baseline")
+@pytest.mark.usefixtures("operator")
+def test_the_root_image_example_runs_where_baseline_is_enforced(
+    kube: Kube, cluster: LocalCluster, namespace: str
+) -> None:
+    example = REPO_ROOT / "examples" / "root-image" / "trainingjob.yaml"
+    cluster.kubectl("apply", "-n", namespace, "-f", str(example))
+    kube.wait_status("root-image", "Completed")
+    [pod] = kube.pods("root-image")
+    assert pod.spec.security_context.run_as_user == 0
 
 
 @pytest.mark.usefixtures("operator")
