@@ -136,5 +136,7 @@ def test_failing_byoc_program_reason_reaches_the_report(
 
     assert result.returncode == 1
     assert report.failure_reason == "hyperparameter l2 must be >= 0, got -1"
-    assert report.outcome == "Completed" and report.agent_error is None
+    # The job's outcome, and no model: the algorithm failed.
+    assert report.outcome == "Failed" and report.agent_error is None
+    assert report.model_artifacts is None
     assert AgentReport.from_message(report.to_message()).failure_reason == report.failure_reason

@@ -94,8 +94,24 @@ def test_failure_reason_from_the_failure_file_reaches_the_report(
     contract.write_failure(paths, "ClientError: hyperparameter eta must be in (0, 1], got 7\n")
     report = agent.finish()
     assert report.failure_reason == "ClientError: hyperparameter eta must be in (0, 1], got 7"
-    # The agent did its own job: the failure is the algorithm's, not the agent's.
-    assert report.outcome == "Completed" and report.agent_error is None
+    # The outcome is the job's (the algorithm failed); the agent's own work had no error.
+    assert report.outcome == "Failed" and report.agent_error is None
+    # SageMaker keeps no model of a failed job: none is uploaded.
+    assert report.model_artifacts is None
+
+
+def test_a_failed_algorithm_uploads_no_model(
+    s3_client: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    paths = Paths(tmp_path / "ml")
+    agent = Agent(config(f"s3://{s3_bucket}/out"), paths=paths)
+    agent.prepare()
+    (paths.model_dir / "half-trained.bin").write_bytes(b"x")
+    # Local mode knows the exit code; a sidecar knows only the failure file.
+    report = agent.finish(algorithm_failed=True)
+    assert (report.outcome, report.model_artifacts) == ("Failed", None)
+    listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="out/").get("Contents", [])
+    assert "out/model.tar.gz" not in [o["Key"] for o in listed]
 
 
 def test_report_fits_the_termination_message_and_round_trips(
@@ -113,11 +129,13 @@ def test_report_fits_the_termination_message_and_round_trips(
     message = write_report(report, log)
     assert len(log.read_bytes()) <= TERMINATION_MESSAGE_LIMIT
     back = AgentReport.from_message(log.read_text())
-    assert back.outcome == "Completed"
+    assert back.outcome == "Failed"  # the algorithm wrote a failure file
     assert back.model_artifacts == report.model_artifacts
     assert back.failure_reason is not None and back.failure_reason.startswith("Traceback: xxx")
     assert back.bytes_uploaded == report.bytes_uploaded
-    assert json.loads(message)["modelArtifacts"] == report.model_artifacts  # camelCase wire
+    wire = json.loads(message)
+    assert wire["failureReason"] == back.failure_reason  # camelCase wire
+    assert "modelArtifacts" not in wire  # the algorithm failed: no model
     assert json.loads(message)["version"] == back.version == REPORT_VERSION
 
 

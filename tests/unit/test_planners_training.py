@@ -830,3 +830,15 @@ def test_a_refusal_that_may_heal_is_shown_while_the_job_waits() -> None:
     assert [e.reason for e in plan.events] == ["PodsRefused"]
     assert plan.requeue_after is not None and plan.requeue_after <= 30
     assert plan.delete_jobs == []
+
+
+def test_a_failed_job_points_at_no_model() -> None:
+    # Two hosts: the first uploaded a model, the second's algorithm failed.
+    spec = make_spec(resourceConfig={"instanceType": "ml.m5.xlarge", "instanceCount": 2})
+    status = plan_training(observe(spec=spec)).body
+    pods = [succeeded_pod(index=0), failed_pod(1, algorithm_message="boom", index=1)]
+    failed = job_body(failed=("PodFailurePolicy", "Container algorithm failed"))
+    plan = step(observe(status, jobs=[failed], pods=pods, spec=spec))
+    assert plan.body["trainingJobStatus"] == "Failed"
+    assert plan.body["failureReason"] == "AlgorithmError: boom"
+    assert "modelArtifacts" not in plan.body

@@ -221,8 +221,16 @@ class Agent:
         finally:
             self.stop_services()
 
-    def finish(self) -> AgentReport:
-        """Final checkpoint sync, uploads, and the report (never raises for storage)."""
+    def finish(self, *, algorithm_failed: bool = False) -> AgentReport:
+        """Final checkpoint sync, uploads, and the report (never raises for storage).
+
+        The model is uploaded only when the algorithm did not fail, as SageMaker keeps
+        no model of a failed job: it failed when it wrote /opt/ml/output/failure (the
+        contract's signal, all a sidecar can see), or when the caller knows its exit
+        code was not 0 (``algorithm_failed``, local mode). A stopped algorithm that saved
+        its model and exited cleanly after SIGTERM is uploaded, as SageMaker's
+        StopTrainingJob allows.
+        """
         self.stop_services()
         errors: list[AgentError] = [self.error] if self.error is not None else []
         errors += [f.error for f in self.feeders if f.error is not None]
@@ -234,21 +242,23 @@ class Agent:
             self.bytes_uploaded += self.checkpoints.bytes_uploaded
             self.checkpoints.bytes_uploaded = 0
 
+        failure = contract.read_failure(self.paths)
+        if failure:
+            logger.info("the algorithm left a failure reason: %s", failure)
+        failed = algorithm_failed or bool(failure)
         model_artifacts = output_data = None
         if self.error is None and self.is_first_host:
-            model_artifacts, output_data = self._upload_results(errors)
+            model_artifacts, output_data = self._upload_results(errors, model=not failed)
         elif not self.is_first_host and has_files(self.paths.model_dir):
             logger.info(
                 "host %s: /opt/ml/model is uploaded by the first host only; skipping",
                 self.current_host,
             )
 
-        failure = contract.read_failure(self.paths)
-        if failure:
-            logger.info("the algorithm left a failure reason: %s", failure)
         first_error = errors[0] if errors else None
         report = AgentReport(
-            outcome="Failed" if errors else "Completed",
+            # The job-level outcome this host saw: the agent's error or the algorithm's.
+            outcome="Failed" if errors or failed else "Completed",
             model_artifacts=model_artifacts,
             output_data=output_data,
             failure_reason=failure,
@@ -266,18 +276,23 @@ class Agent:
         )
         return report
 
-    def _upload_results(self, errors: list[AgentError]) -> tuple[str | None, str | None]:
+    def _upload_results(
+        self, errors: list[AgentError], *, model: bool
+    ) -> tuple[str | None, str | None]:
         model_artifacts = output_data = None
         try:
             store = self.stores.for_uri(self.config.output_path)
-            self.bytes_uploaded += upload_directory(
-                store,
-                self.paths.model_dir,
-                self.model_artifacts_uri,
-                what="the model",
-                tmp_dir=self.tmp_dir,
-            )
-            model_artifacts = self.model_artifacts_uri
+            if model:
+                self.bytes_uploaded += upload_directory(
+                    store,
+                    self.paths.model_dir,
+                    self.model_artifacts_uri,
+                    what="the model",
+                    tmp_dir=self.tmp_dir,
+                )
+                model_artifacts = self.model_artifacts_uri
+            else:
+                logger.info("the algorithm failed: no model is uploaded")
             if has_files(self.paths.output_data_dir):
                 self.bytes_uploaded += upload_directory(
                     store,

@@ -314,7 +314,7 @@ class LocalTrainingJob:
 
     def _finish(self) -> None:
         for host in self.hosts:
-            host.report = host.agent.finish()
+            host.report = host.agent.finish(algorithm_failed=host.exit_code not in (None, 0))
 
     # --- processes ----------------------------------------------------------------------
 

@@ -473,7 +473,7 @@ def _record_reports(plan: Plan, obs: Observation, attempt: int) -> None:
     status; a report that could not be read is said, never dropped in silence."""
     status = plan.status
     reports = _reports_by_index(obs, attempt)
-    if status.model_artifacts is None:
+    if status.model_artifacts is None and status.training_job_status != Primary.FAILED:
         uri = next((r.model_artifacts for r in reports if r.model_artifacts), None)
         if uri:
             status.model_artifacts = ModelArtifacts(s3_model_artifacts=uri)

@@ -176,6 +176,8 @@ def fail(plan: Plan, found: Failure) -> None:
     status.creation_time = status.creation_time or plan.now
     status.training_job_status = Primary.FAILED
     status.failure_reason = found.reason
+    # A failed job has no model (SageMaker's rule), even if one host uploaded one.
+    status.model_artifacts = None
     plan.failure_kind = found.kind
     transition(plan, Step.FAILED, found.reason)
     _end(plan, None)
