@@ -268,7 +268,11 @@ class TrainingController:
             expected_jobs=self._expected_jobs(key, {j.name for j in jobs}),
             reports=dict(self.reports.get(key, {})),
             log_metrics=self.logs.final(key),
-            pod_refusals=await self._pod_refusals(namespace, jobs, pods, now),
+            pod_refusals=(
+                {}
+                if status.get("trainingJobStatus") in TERMINAL_STATUSES
+                else await self._pod_refusals(namespace, jobs, pods, now)
+            ),
         )
         plan = plan_training(obs)
         if plan.create_attempt == 0 and not status.get("trainingJobStatus"):

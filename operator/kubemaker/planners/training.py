@@ -193,9 +193,9 @@ def _plan_refusal(plan: Plan, obs: Observation, job: JobView) -> bool:
         created = parse_time(job.created)
         if created is not None:
             age = (obs.now - created).total_seconds()
-            # Look again once the controller would look at the Job's events.
-            wait = REFUSAL_CHECK_SECONDS - age if age < REFUSAL_CHECK_SECONDS else 0.0
-            plan.wake_in(wait or REFUSAL_RECHECK_SECONDS)
+            # Look again when the controller would read the Job's events, then now and then.
+            young = age < REFUSAL_CHECK_SECONDS
+            plan.wake_in(REFUSAL_CHECK_SECONDS - age if young else REFUSAL_RECHECK_SECONDS)
         return False
     if _PERMANENT_REFUSAL.search(refusal):
         # No pod exists: deleting the Job loses no log, and stops its futile retries.
