@@ -426,5 +426,12 @@ def test_pods_the_cluster_refuses_fail_the_job_with_the_reason(kube: Kube) -> No
     assert reason.startswith("ClientError: the cluster refuses to create the pods of Job as-root")
     assert "violates PodSecurity" in reason and "runAsNonRoot" in reason
     assert condition(status, "Failed") == ("True", "ClientError")
-    assert any(e.reason == "Failed" and "PodSecurity" in e.message for e in kube.events("as-root"))
+    # Events are posted in the background: the status may come first.
+    wait_for(
+        "a Failed event naming Pod Security",
+        lambda: any(
+            e.reason == "Failed" and "PodSecurity" in e.message for e in kube.events("as-root")
+        ),
+        timeout=30,
+    )
     wait_for("the refused Job to be deleted", lambda: not kube.jobs("as-root"), timeout=30)
