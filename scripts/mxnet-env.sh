@@ -32,12 +32,12 @@ fi
 
 log() { echo "mxnet-env: $*" >&2; }
 
-# Python 3.11 from 3.11.4 on (tarfile's extraction filters, which the runtime uses).
+# Python 3.11 (MXNet 1.9.1's wheels and the lock's numpy<1.24 need it).
 interp="${KUBEMAKER_MXNET_BASE_PYTHON:-}"
 if [[ -z "$interp" ]]; then
     for candidate in python3.11 python3; do
         if command -v "$candidate" >/dev/null && "$candidate" -c \
-            'import sys; sys.exit(not (3, 11, 4) <= sys.version_info[:3] < (3, 12))' 2>/dev/null; then
+            'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 12))' 2>/dev/null; then
             interp="$(command -v "$candidate")"
             break
         fi
@@ -57,11 +57,11 @@ fi
 if ((${#uv[@]})); then
     log "creating $venv with uv"
     # Without one found above, uv looks for (or downloads, where it can) a fitting 3.11.
-    "${uv[@]}" venv -q --allow-existing --python "${interp:->=3.11.4,<3.12}" "$venv" >&2
+    "${uv[@]}" venv -q --allow-existing --python "${interp:->=3.11,<3.12}" "$venv" >&2
     install=(env VIRTUAL_ENV="$venv" "${uv[@]}" pip install -q)
 else
     [[ -n "$interp" ]] || {
-        log "needs Python 3.11.4 or a later 3.11 (set KUBEMAKER_MXNET_BASE_PYTHON)"
+        log "needs Python 3.11 (set KUBEMAKER_MXNET_BASE_PYTHON)"
         exit 1
     }
     log "creating $venv with $interp -m venv"

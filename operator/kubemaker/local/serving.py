@@ -43,6 +43,7 @@ from kubemaker.local.errors import (
 )
 from kubemaker.local.manifest import load_endpoint_or_training_job
 from kubemaker_runtime import contract, processors
+from kubemaker_runtime.archives import extract_all
 from kubemaker_runtime.protocol import StorageConfig
 
 logger = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ def unpack(archive: Path, model_dir: Path) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(model_dir, filter="data")
+            extract_all(tar, model_dir)
     except (tarfile.TarError, OSError) as exc:
         raise LocalError(f"{archive.name} is not a readable model archive: {exc}") from None
 

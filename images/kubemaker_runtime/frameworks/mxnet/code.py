@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from kubemaker_runtime.archives import extract_all
 from kubemaker_runtime.protocol import StorageConfig
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def _is_tarball(name: str) -> bool:
 def _extract(tarball: Path, dest: Path) -> None:
     try:
         with tarfile.open(tarball) as tf:
-            tf.extractall(dest, filter="data")
+            extract_all(tf, dest)
     except (tarfile.TarError, OSError) as exc:
         raise UserCodeError(f"cannot unpack {tarball.name}: {exc}") from exc
 
