@@ -81,8 +81,6 @@ CHILD_EVENT_DELAY = 0.5
 # safety net, as controller-runtime's resync; a reconcile with nothing to do costs no
 # API request).
 RESYNC_SECONDS = 300.0
-# The terminal statuses as they are stored (the cached bodies are plain dicts).
-TERMINAL_STATUSES = frozenset(s.value for s in TERMINAL_TRAINING_STATUSES)
 STATUS_FIELDS = frozenset(f.alias or name for name, f in TrainingJobStatus.model_fields.items())
 
 Key = tuple[str, str]  # (namespace, child base name)
@@ -156,7 +154,9 @@ class TrainingController:
         while not self.queue.closed:
             await asyncio.sleep(RESYNC_SECONDS)
             for key, body in list(self.bodies.items()):
-                if (body.get("status") or {}).get("trainingJobStatus") not in TERMINAL_STATUSES:
+                if (body.get("status") or {}).get(
+                    "trainingJobStatus"
+                ) not in TERMINAL_TRAINING_STATUSES:
                     self.queue.add(key)
 
     # --- what the watches tell us ---
@@ -270,7 +270,7 @@ class TrainingController:
             log_metrics=self.logs.final(key),
             pod_refusals=(
                 {}
-                if status.get("trainingJobStatus") in TERMINAL_STATUSES
+                if status.get("trainingJobStatus") in TERMINAL_TRAINING_STATUSES
                 else await self._pod_refusals(namespace, jobs, pods, now)
             ),
         )

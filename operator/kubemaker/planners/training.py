@@ -508,4 +508,4 @@ def _plan_ttl(plan: Plan, obs: Observation) -> None:
 def _finish(plan: Plan, obs: Observation) -> Plan:
     if plan.status.training_job_status in TERMINAL_TRAINING_STATUSES:
         _plan_ttl(plan, obs)
-    return finish(plan, obs)
+    return finish(plan, obs.generation, obs.status)

@@ -293,17 +293,18 @@ def _verdict(
     ]
 
 
-def finish(plan: Plan, obs: Observation) -> Plan:
-    """Conditions and bookkeeping, computed from the rest of the status."""
+def finish(plan: Plan, generation: int | None, stored: Mapping[str, Any]) -> Plan:
+    """Conditions and bookkeeping, computed from the rest of the status; ``stored`` is
+    the status as the API holds it (lastModifiedTime moves only when this differs)."""
     status = plan.status
-    status.observed_generation = obs.generation
+    status.observed_generation = generation
     status.conditions = merge_conditions(
         status.conditions,
         desired_conditions(status, plan.failure_kind),
-        generation=obs.generation,
+        generation=generation,
         now=plan.now,
     )
-    before = read_status(obs.status)
+    before = read_status(stored)
     status.last_modified_time = before.last_modified_time
     if status_body(status) != status_body(before):
         status.last_modified_time = plan.now
@@ -319,12 +320,4 @@ def invalid_status(
     if plan.status.training_job_status in TERMINAL_TRAINING_STATUSES:
         return plan.status
     fail(plan, found)
-    plan.status.observed_generation = generation
-    plan.status.conditions = merge_conditions(
-        plan.status.conditions,
-        desired_conditions(plan.status, plan.failure_kind),
-        generation=generation,
-        now=plan.now,
-    )
-    plan.status.last_modified_time = plan.now
-    return plan.status
+    return finish(plan, generation, body).status
