@@ -3,11 +3,14 @@
 kubemaker-agent sidecar   prepare, mark ready, feed pipes and sync checkpoints
                           until SIGTERM, then finish and write the report
 kubemaker-agent probe     exit 0 once the sidecar is ready (the startup probe)
+kubemaker-agent fetch-model --uri URI --dest DIR
+                          unpack a model.tar.gz (a serving pod's init container)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -66,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sidecar.add_argument("--workers", type=int, default=8, help="parallel transfers")
     probe = sub.add_parser("probe", help="exit 0 when the sidecar has staged the inputs")
+    fetch = sub.add_parser("fetch-model", help="unpack model.tar.gz into a directory")
+    fetch.add_argument("--uri", required=True, help="s3://, file:// URI of model.tar.gz")
+    fetch.add_argument("--dest", type=Path, default=Path("/opt/ml/model"), help="where to unpack")
+    fetch.add_argument(
+        "--termination-log",
+        default=os.environ.get(TERMINATION_LOG_ENV, "/dev/termination-log"),
+        help=f"where a failure's message goes (env {TERMINATION_LOG_ENV})",
+    )
     for subparser in (sidecar, probe):
         # Also accepted after the subcommand; SUPPRESS keeps the main parser's default.
         subparser.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -164,4 +175,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "probe":
         return probe(Path(args.state_dir))
     configure_logging()
+    if args.command == "fetch-model":
+        return run_fetch(args)
     return run_sidecar(args)
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from kubemaker_runtime.agent.fetch import FetchError, fetch_model
+
+    try:
+        count = fetch_model(args.uri, args.dest)
+    except FetchError as exc:
+        logger.error("%s", exc)
+        # Outside a pod there is no termination log: the log line is the message.
+        with contextlib.suppress(OSError):
+            Path(args.termination_log).write_text(str(exc)[:4096])
+        return EXIT_AGENT_FAILED
+    logger.info("unpacked %d file(s) of %s into %s", count, args.uri, args.dest)
+    return EXIT_OK
