@@ -122,12 +122,25 @@ def _gpu_placement() -> Placement:
     )
 
 
+class Endpoints(_Config):
+    """Where the Endpoint controller reads its data plane's metrics (autoscaling, alarms,
+    the routing table each router replica applies)."""
+
+    prometheus_url: str = Field(
+        default="",
+        description="Prometheus HTTP API base URL; empty: scrape the pods' /metrics directly",
+    )
+    metrics_interval_seconds: float = Field(default=15.0, gt=0, le=300)
+    scrape_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
 class OperatorConfig(_Config):
     images: Images = Field(default_factory=Images)
     instance_types: dict[str, InstanceType] = Field(default_factory=_catalog)
     gpu: Placement = Field(default_factory=_gpu_placement)
     spot: Placement = Field(default_factory=Placement)
     storage: Storage = Field(default_factory=Storage)
+    endpoints: Endpoints = Field(default_factory=Endpoints)
     watch_namespaces: list[str] = Field(default_factory=list)
 
     @classmethod

@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
     from kubemaker import metrics
     from kubemaker.config import ConfigError, load_config
-    from kubemaker.controllers import training
+    from kubemaker.controllers import endpoint, training
     from kubemaker.kube import Kube, load_configuration
 
     kopf.configure(
@@ -205,6 +205,9 @@ def run(args: argparse.Namespace) -> int:
     trainer = training.TrainingController(
         kube, config, workers=max(1, args.workers), post_events=args.events
     )
+    endpoints = endpoint.EndpointController(
+        kube, config, workers=max(1, args.workers), post_events=args.events
+    )
     registry = kopf.OperatorRegistry()
 
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -219,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
     kopf.on.startup(registry=registry, id="kubemaker_settings")(startup)
     kopf.on.login(registry=registry, id="kubemaker_login")(login)
     training.register(registry)
+    endpoint.register(registry)
 
     if args.metrics_port >= 0:
         metrics.serve(args.metrics_port, args.metrics_address)
@@ -238,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=liveness,
-            memo=kopf.Memo(training=trainer),
+            memo=kopf.Memo(training=trainer, endpoints=endpoints),
         )
     finally:
         kube.close()

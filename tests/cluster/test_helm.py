@@ -113,7 +113,13 @@ def test_rbac_is_least_privilege(cluster: LocalCluster, tmp_path: Path) -> None:
     assert {resource for group, resource, _ in granted if group == "kubemaker.io"} == {
         "trainingjobs",
         "trainingjobs/status",
+        "endpoints",
+        "endpoints/status",
     }
+    # An Endpoint's children: the operator patches them in place (replicas, routing table).
+    assert ("apps", "deployments", "patch") in granted
+    assert ("", "configmaps", "patch") in granted
+    assert ("policy", "poddisruptionbudgets", "create") in granted
     assert not any(resource == "secrets" for _, resource, _ in granted)
     assert ("", "pods", "delete") not in granted
     assert not any(verb in ("escalate", "bind", "impersonate") for _, _, verb in granted)
@@ -182,7 +188,8 @@ def test_install_into_the_cluster(cluster: LocalCluster, namespace: str, tmp_pat
         assert not can("patch", "trainingjobs.kubemaker.io", "default")
         assert not can("get", "secrets", "default")
         assert not can("delete", "pods", "default")
-        assert not can("create", "deployments.apps", "default")
+        assert can("create", "deployments.apps", "default")  # an Endpoint's fleets
+        assert not can("create", "statefulsets.apps", "default")
         assert not can("delete", "customresourcedefinitions.apiextensions.k8s.io", "default")
     finally:
         helm(cluster, tmp_path, "uninstall", release, "-n", namespace, "--wait", check=False)

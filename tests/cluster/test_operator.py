@@ -164,6 +164,12 @@ def test_the_charts_service_account_has_what_the_operator_needs_and_no_more(
         ("watch", "pods"),
         ("get", "pods/log"),
         ("create", "events"),
+        ("watch", "endpoints.kubemaker.io"),
+        ("patch", "endpoints.kubemaker.io/status"),
+        ("create", "deployments.apps"),
+        ("patch", "deployments.apps"),
+        ("patch", "configmaps"),
+        ("create", "poddisruptionbudgets.policy"),
     ]
     missing = [
         f"{verb} {resource}"
@@ -185,8 +191,9 @@ def test_the_charts_service_account_has_what_the_operator_needs_and_no_more(
         ("list", "services"),
         # No controller reads these kinds yet.
         ("watch", "tuningjobs.kubemaker.io"),
-        ("watch", "endpoints.kubemaker.io"),
         ("watch", "batchtransforms.kubemaker.io"),
+        ("patch", "endpoints.kubemaker.io"),
+        ("list", "configmaps"),
         ("create", "roles.rbac.authorization.k8s.io"),
     ]
     granted = [

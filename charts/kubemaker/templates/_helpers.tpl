@@ -61,20 +61,35 @@ The operator's permissions: exactly what its controllers do, no wildcards.
 {{- define "kubemaker.rules" -}}
 {{- /*
 Exactly what the operator uses (docs/helm.md). Kinds without a controller yet
-(tuningjobs, endpoints, batchtransforms) are left out: nothing watches them.
+(tuningjobs, batchtransforms) are left out: nothing watches them.
 */}}
 - apiGroups: ["kubemaker.io"]
-  resources: ["trainingjobs"]
+  resources: ["trainingjobs", "endpoints"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["kubemaker.io"]
-  resources: ["trainingjobs/status"]
+  resources: ["trainingjobs/status", "endpoints/status"]
   verbs: ["patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: ["apps"]
+  # an Endpoint's fleets and router
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "create", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: [""]
+  # an Endpoint router's routing table
+  resources: ["configmaps"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["autoscaling"]
+  # targetCpuUtilization variants
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]

@@ -34,6 +34,7 @@ from kubemaker.api.common import (
     StorageConfig,
     cel,
     default_of,
+    exactly_one_cel,
     list_map,
     name_rules,
 )
@@ -43,10 +44,13 @@ MAX_ENDPOINT_NAME = 52
 
 
 class AutoScaling(ApiModel):
-    """Target-tracking autoscaling of a variant on invocations per instance.
+    """Target-tracking autoscaling of a variant, run by the operator.
 
     SageMaker sets this up through Application Auto Scaling (target metric
-    SageMakerVariantInvocationsPerInstance); here it is part of the variant.
+    SageMakerVariantInvocationsPerInstance); here it is part of the variant. Set
+    ``targetInvocationsPerInstance`` (the operator scales on the router's and model
+    servers' metrics) or ``targetCpuUtilization`` (a standard autoscaling/v2
+    HorizontalPodAutoscaler does, which needs metrics-server in the cluster).
     """
 
     model_config = ConfigDict(
@@ -56,18 +60,46 @@ class AutoScaling(ApiModel):
                     "self.minCapacity <= self.maxCapacity",
                     "minCapacity must be <= maxCapacity",
                     ".minCapacity",
-                )
+                ),
+                cel(
+                    exactly_one_cel("targetInvocationsPerInstance", "targetCpuUtilization"),
+                    "set exactly one of targetInvocationsPerInstance or targetCpuUtilization",
+                ),
+                cel(
+                    "!has(self.targetCpuUtilization) || self.minCapacity >= 1",
+                    "a HorizontalPodAutoscaler cannot scale to zero: targetCpuUtilization "
+                    "needs minCapacity >= 1",
+                    ".minCapacity",
+                ),
             ]
         }
     )
 
-    min_capacity: int = Field(default=1, ge=1, le=1000, description="Fewest instances.")
+    min_capacity: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description=(
+            "Fewest instances. 0: the variant scales to zero after scaleInCooldown without "
+            "traffic, and the router holds requests while it scales up again."
+        ),
+    )
     max_capacity: int = Field(ge=1, le=1000, description="Most instances.")
-    target_invocations_per_instance: float = Field(
+    target_invocations_per_instance: float | None = Field(
+        default=None,
         gt=0,
         description=(
             "Invocations per instance per minute to hold (SageMaker's "
             "SageMakerVariantInvocationsPerInstance target value)."
+        ),
+    )
+    target_cpu_utilization: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description=(
+            "Average CPU utilization (% of the CPU request) to hold, through an "
+            "autoscaling/v2 HorizontalPodAutoscaler (needs metrics-server)."
         ),
     )
     scale_in_cooldown: int = Field(
@@ -76,11 +108,24 @@ class AutoScaling(ApiModel):
     scale_out_cooldown: int = Field(
         default=60, ge=0, le=86400, description="Seconds after a scale-out before the next one."
     )
+    disable_scale_in: bool = Field(
+        default=False, description="Only ever scale out (SageMaker's DisableScaleIn)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> AutoScaling:
         if self.min_capacity > self.max_capacity:
             raise ValueError("minCapacity must be <= maxCapacity")
+        targets = (self.target_invocations_per_instance, self.target_cpu_utilization)
+        if sum(t is not None for t in targets) != 1:
+            raise ValueError(
+                "set exactly one of targetInvocationsPerInstance or targetCpuUtilization"
+            )
+        if self.target_cpu_utilization is not None and self.min_capacity < 1:
+            raise ValueError(
+                "a HorizontalPodAutoscaler cannot scale to zero: targetCpuUtilization "
+                "needs minCapacity >= 1"
+            )
         return self
 
 
@@ -360,17 +405,60 @@ class AutoRollbackConfiguration(ApiModel):
     )
 
 
-class DeploymentConfig(ApiModel):
-    """How a change to the spec is rolled out (SageMaker's DeploymentConfig)."""
+class RollingUpdatePolicy(ApiModel):
+    """Replace a variant's instances batch by batch, in place (SageMaker's RollingUpdatePolicy).
 
-    blue_green_update_policy: BlueGreenUpdatePolicy = Field(
-        default_factory=BlueGreenUpdatePolicy,
-        description="Blue/green: all at once, canary or linear.",
-        json_schema_extra=default_of(BlueGreenUpdatePolicy),
+    For clusters without room for a second fleet (GPUs): at most ``maximumBatchSize``
+    instances are replaced at a time; old and new instances serve side by side meanwhile.
+    A rollback restores the old fleet's instances in one step.
+    """
+
+    maximum_batch_size: CapacitySize = Field(description="Instances replaced at a time.")
+    wait_interval_in_seconds: int = Field(
+        default=0, ge=0, le=3600, description="Seconds between batches, once a batch is ready."
+    )
+    maximum_execution_timeout_in_seconds: int | None = Field(
+        default=None,
+        ge=600,
+        le=28800,
+        description="Longest the whole update may take before it is rolled back.",
+    )
+
+
+class DeploymentConfig(ApiModel):
+    """How a change to a variant's model, image, instance type or environment rolls out.
+
+    SageMaker's DeploymentConfig: blue/green (the default, all at once) or rolling.
+    A change to weights or instance counts only is applied in place, without either.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!(has(self.blueGreenUpdatePolicy) && has(self.rollingUpdatePolicy))",
+                    "set blueGreenUpdatePolicy or rollingUpdatePolicy, not both",
+                )
+            ]
+        }
+    )
+
+    blue_green_update_policy: BlueGreenUpdatePolicy | None = Field(
+        default=None,
+        description="Blue/green: all at once (the default), canary or linear.",
+    )
+    rolling_update_policy: RollingUpdatePolicy | None = Field(
+        default=None, description="Rolling: replace instances batch by batch, in place."
     )
     auto_rollback_configuration: AutoRollbackConfiguration | None = Field(
         default=None, description="Alarms that roll the update back."
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> DeploymentConfig:
+        if self.blue_green_update_policy is not None and self.rolling_update_policy is not None:
+            raise ValueError("set blueGreenUpdatePolicy or rollingUpdatePolicy, not both")
+        return self
 
 
 class EndpointSpec(ApiModel):
@@ -488,6 +576,17 @@ class ProductionVariantSummary(StatusModel):
     model_data_url: str | None = Field(
         default=None, description="The model served (resolved from a job reference)."
     )
+    fleet: str | None = Field(
+        default=None, description="The fleet (Deployment) serving the variant's current spec."
+    )
+    last_scaling_decision: str | None = Field(
+        default=None, max_length=1024, description="The autoscaler's last decision and why."
+    )
+    last_scale_out_time: datetime | None = Field(default=None, description="Last scale-out.")
+    last_scale_in_time: datetime | None = Field(default=None, description="Last scale-in.")
+    last_traffic_time: datetime | None = Field(
+        default=None, description="Last time the variant was seen receiving requests."
+    )
 
 
 class DataCaptureConfigSummary(StatusModel):
@@ -501,6 +600,30 @@ class DataCaptureConfigSummary(StatusModel):
         default=None, ge=0, le=100, description="Percent of requests captured."
     )
     destination_s3_uri: str | None = Field(default=None, description="Where captures go.")
+
+
+class DeploymentProgress(StatusModel):
+    """An update of a variant's fleet, step by step (what ``kubectl get mep -o yaml`` shows)."""
+
+    variant_name: str = Field(description="The variant being updated.")
+    policy: Literal["AllAtOnce", "Canary", "Linear", "Rolling"] = Field(
+        description="How the update rolls out."
+    )
+    old_fleet: str | None = Field(default=None, description="Fleet before the update.")
+    new_fleet: str = Field(description="Fleet of the new spec.")
+    phase: Literal[
+        "Provisioning", "ShiftingTraffic", "Baking", "Completed", "RollingBack", "RolledBack"
+    ] = Field(description="Where the update is.")
+    step: int = Field(default=0, ge=0, description="Traffic steps taken so far.")
+    new_fleet_traffic_percent: float = Field(
+        default=0, ge=0, le=100, description="Share of the variant's traffic on the new fleet."
+    )
+    start_time: datetime | None = Field(default=None, description="When the update started.")
+    step_time: datetime | None = Field(default=None, description="When the current step began.")
+    message: str | None = Field(default=None, max_length=1024, description="What it waits for.")
+    rollback_reason: str | None = Field(
+        default=None, max_length=1024, description="Why it rolled back (the alarm, or the fleet)."
+    )
 
 
 class EndpointStatus(StatusBase):
@@ -528,6 +651,9 @@ class EndpointStatus(StatusBase):
     )
     data_capture_config: DataCaptureConfigSummary | None = Field(
         default=None, description="Data capture as it is."
+    )
+    deployment: DeploymentProgress | None = Field(
+        default=None, description="The update in progress (or the last one), step by step."
     )
 
 
@@ -579,10 +705,12 @@ __all__ = [
     "CapacitySize",
     "DataCaptureConfig",
     "DeploymentConfig",
+    "DeploymentProgress",
     "Endpoint",
     "EndpointSpec",
     "EndpointStatus",
     "ProductionVariant",
     "ProductionVariantSummary",
+    "RollingUpdatePolicy",
     "TrafficRoutingConfiguration",
 ]

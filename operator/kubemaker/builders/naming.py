@@ -16,6 +16,8 @@ LABEL_ATTEMPT = f"{DOMAIN}/attempt"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 MANAGED_BY = "kubemaker"
+# Every pod the operator creates, whatever its kind (the pods' watch selector).
+MANAGED_PODS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 ANNOTATION_MODEL_ARTIFACTS = f"{DOMAIN}/model-artifacts"
 LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 # Set by the Job controller on every pod of an Indexed Job.
