@@ -90,6 +90,56 @@ class TrainingMetricSeries:
             TRAINING_METRIC.remove(key[0], name, metric)
 
 
+VARIANT_INSTANCES = Gauge(
+    "kubemaker_endpoint_variant_instances",
+    "An Endpoint variant's instances: desired (spec or autoscaler) and current (ready).",
+    ["namespace", "endpoint", "variant", "state"],
+)
+SCALING_DECISIONS = Counter(
+    "kubemaker_endpoint_scaling_decisions_total",
+    "The autoscaler's decisions that changed a variant's instance count, by direction.",
+    ["namespace", "endpoint", "variant", "direction"],
+)
+UPDATE_STEPS = Counter(
+    "kubemaker_endpoint_update_steps_total",
+    "Steps of Endpoint updates (UpdateStarted, TrafficShifted, UpdateCompleted, "
+    "RollingBack, RolledBack).",
+    ["namespace", "endpoint", "step"],
+)
+UPDATE_STEP_REASONS = frozenset(
+    {"UpdateStarted", "TrafficShifted", "UpdateCompleted", "RollingBack", "RolledBack"}
+)
+
+
+class EndpointSeries:
+    """Keeps the variant-instance gauges equal to the tracked Endpoints' variants."""
+
+    def __init__(self) -> None:
+        self._variants: dict[tuple[str, str], set[str]] = {}
+
+    def set(self, key: tuple[str, str], name: str, counts: Mapping[str, tuple[int, int]]) -> None:
+        """``counts``: variant -> (desired, current)."""
+        for variant in self._variants.get(key, set()) - counts.keys():
+            for state in ("desired", "current"):
+                VARIANT_INSTANCES.remove(key[0], name, variant, state)
+        for variant, (desired, current) in counts.items():
+            VARIANT_INSTANCES.labels(key[0], name, variant, "desired").set(desired)
+            VARIANT_INSTANCES.labels(key[0], name, variant, "current").set(current)
+        self._variants[key] = set(counts)
+
+    def count_event(self, key: tuple[str, str], name: str, reason: str) -> None:
+        if reason in UPDATE_STEP_REASONS:
+            UPDATE_STEPS.labels(key[0], name, reason).inc()
+
+    def count_scaling(self, key: tuple[str, str], name: str, variant: str, direction: str) -> None:
+        SCALING_DECISIONS.labels(key[0], name, variant, direction).inc()
+
+    def forget(self, key: tuple[str, str], name: str) -> None:
+        for variant in self._variants.pop(key, set()):
+            for state in ("desired", "current"):
+                VARIANT_INSTANCES.remove(key[0], name, variant, state)
+
+
 class StatusTally:
     """Keeps the ``kubemaker_jobs`` gauge equal to the statuses of the tracked objects."""
 

@@ -90,8 +90,8 @@ class World:
                 old, replicas=replicas, spec_count=count if count is not None else old.spec_count
             )
         for kind, name in plan.delete:
-            assert kind == "fleet"
-            self.fleets.pop(name, None)
+            if kind in ("fleet", "Deployment"):
+                self.fleets.pop(name, None)
         if plan.table is not None:
             self.table = plan.table
         self.last = plan
@@ -442,3 +442,17 @@ def test_autoscaling_scales_out_on_traffic_and_records_why() -> None:
     # Re-applying the same manifest does not reset the autoscaled count.
     world.traffic = {}
     assert fleet not in world.reconcile().scale
+
+
+def test_the_router_goes_when_no_longer_needed() -> None:
+    world = World({"productionVariants": [variant("A"), variant("B")]})
+    world.reconcile()
+    world.ready()
+    world.reconcile()
+    assert "ep-router" in world.fleets
+    world.spec["productionVariants"].pop()
+    world.route()
+    plan = world.reconcile()
+    assert ("Deployment", "ep-router") in plan.delete and ("ConfigMap", "ep-router") in plan.delete
+    fleet = world.serving()
+    assert services(plan)["ep"]["spec"]["selector"][eb.LABEL_FLEET] == fleet

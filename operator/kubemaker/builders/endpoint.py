@@ -195,8 +195,10 @@ def service_url(name: str, namespace: str) -> str:
 
 
 def needs_router(spec: EndpointSpec) -> bool:
-    """A router is needed for a split, a shadow, capture, scale from zero or a traffic
-    shift in steps; one plain variant is served by its Service alone."""
+    """A router is needed for a split, a shadow, capture, a traffic shift in steps, and
+    for autoscaling on invocations (the router counts them whatever the serving image,
+    and holds requests while a variant scales up from zero); one plain variant is
+    served by its Service alone."""
     policy = spec.deployment_config.blue_green_update_policy if spec.deployment_config else None
     stepped = policy is not None and policy.traffic_routing_configuration.type != "AllAtOnce"
     capture = spec.data_capture_config is not None and spec.data_capture_config.enable_capture
@@ -206,7 +208,7 @@ def needs_router(spec: EndpointSpec) -> bool:
         or capture
         or stepped
         or any(
-            v.auto_scaling is not None and v.auto_scaling.min_capacity == 0
+            v.auto_scaling is not None and v.auto_scaling.target_invocations_per_instance
             for v in spec.production_variants
         )
     )

@@ -94,13 +94,17 @@ class EndpointController:
         self.background = Background()
         self.events = EventPoster(kube, KIND, self.background, enabled=post_events)
         self.bodies: dict[Key, dict[str, Any]] = {}
-        self.applied: dict[tuple[str, str, str], str] = {}  # (ns, kind, name) -> hash
+        # (namespace, plural, name) -> (hash of the manifest applied, when): a child is
+        # compared with the API again after RESYNC_SECONDS, so one deleted or edited by
+        # hand is put back.
+        self.applied: dict[tuple[str, str, str], tuple[str, float]] = {}
         self.tables: dict[Key, RoutingTable] = {}
         self.history: dict[Key, deque[em.Snapshot]] = {}
         self.waiting_on: dict[tuple[str, str], set[Key]] = {}  # TrainingJob -> endpoints
         self.fleets_index: kopf.Index[Key, FleetView] | None = None
         self.pods_index: kopf.Index[Key, PodProblem | scrape.ScrapeTarget] | None = None
         self.tally = metrics.StatusTally(KIND)
+        self.series = metrics.EndpointSeries()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -137,11 +141,18 @@ class EndpointController:
         meta = body.get("metadata") or {}
         key = _key(meta.get("namespace"), str(meta.get("name", "")))
         if event_type == "DELETED":
+            self.series.forget(key, str(meta.get("name", "")))
             self.bodies.pop(key, None)
             self.tables.pop(key, None)
             self.history.pop(key, None)
             self.queue.discard(key)
             self.tally.forget(key)
+            for waiting in self.waiting_on.values():
+                waiting.discard(key)
+            namespace, base = key
+            for child in [k for k in self.applied if k[0] == namespace]:
+                if child[2] == base or child[2].startswith(f"{base}-"):
+                    del self.applied[child]  # at worst another Endpoint's, looked up again
             return
         raw = slim(body)
         cached = self.bodies.get(key)
@@ -227,7 +238,24 @@ class EndpointController:
         await self._apply(key, namespace, plan)
         for event in plan.events:
             self.events.post(body, event.type, event.reason, event.message)
+            if event.variant is not None and event.reason in ("ScaledOut", "ScaledIn"):
+                direction = "out" if event.reason == "ScaledOut" else "in"
+                self.series.count_scaling(key, name, event.variant, direction)
+            else:
+                self.series.count_event(key, name, event.reason)
         self.tally.set(key, str(plan.status.endpoint_status))
+        summaries = [
+            *(plan.status.production_variants or []),
+            *(plan.status.shadow_production_variants or []),
+        ]
+        self.series.set(
+            key,
+            name,
+            {
+                s.variant_name: (s.desired_instance_count or 0, s.current_instance_count or 0)
+                for s in summaries
+            },
+        )
         wake = plan.requeue_after
         if _needs_metrics(spec):
             interval = self.config.endpoints.metrics_interval_seconds
@@ -261,14 +289,15 @@ class EndpointController:
         name = manifest["metadata"]["name"]
         digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
         cache_key = (namespace, resource.plural, name)
-        if self.applied.get(cache_key) == digest:
+        digest_then, then = self.applied.get(cache_key, ("", 0.0))
+        if digest_then == digest and time.monotonic() - then < RESYNC_SECONDS:
             return
         existing, created = await self.kube.get_or_create(resource, namespace, manifest)
         if not created:
             patch: dict[str, Any] = {k: manifest[k] for k in ("spec", "data") if k in manifest}
             if any(existing.get(k) != v for k, v in patch.items()):
                 await self.kube.merge_patch(resource, namespace, name, patch)
-        self.applied[cache_key] = digest
+        self.applied[cache_key] = (digest, time.monotonic())
 
     async def _write_status(self, key: Key, body: dict[str, Any], status: EndpointStatus) -> bool:
         new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -423,11 +452,8 @@ def _job_model(
 
 
 def _needs_metrics(spec: EndpointSpec) -> bool:
-    scaled = any(
-        v.auto_scaling is not None and v.auto_scaling.target_invocations_per_instance is not None
-        for v in spec.production_variants
-    )
-    return scaled or eb.needs_router(spec)
+    """Metrics serve the routers (versions, alarms) and the autoscaler, which needs one."""
+    return eb.needs_router(spec)
 
 
 def _traffic(history: list[em.Snapshot], spec: EndpointSpec) -> dict[str, Traffic]:
@@ -488,7 +514,8 @@ async def index_pods(
 
 
 def scrape_target(body: kopf.Body) -> scrape.ScrapeTarget | None:
-    """A ready pod whose /metrics the controller reads (router, or model server)."""
+    """A ready router pod, whose /metrics the controller reads (the routers count every
+    request; the model servers' own counters would count them twice)."""
     labels = body.get("metadata", {}).get("labels") or {}
     status = body.get("status") or {}
     ready = any(
@@ -496,16 +523,9 @@ def scrape_target(body: kopf.Body) -> scrape.ScrapeTarget | None:
         for c in status.get("conditions") or ()
     )
     ip = status.get("podIP")
-    if not ready or not ip:
+    if labels.get(naming.LABEL_COMPONENT) != eb.COMPONENT_ROUTER or not ready or not ip:
         return None
-    router = labels.get(naming.LABEL_COMPONENT) == eb.COMPONENT_ROUTER
-    return scrape.ScrapeTarget(
-        ip=str(ip),
-        port=eb.PORT,
-        kind="router" if router else "server",
-        variant=labels.get(eb.LABEL_VARIANT) or "",
-        fleet=labels.get(eb.LABEL_FLEET) or "",
-    )
+    return scrape.ScrapeTarget(ip=str(ip), port=eb.PORT, kind="router")
 
 
 async def on_endpoint(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
