@@ -2,6 +2,7 @@
 
     kubemaker local train -f trainingjob.yaml [--workdir DIR]
     kubemaker local serve [--model WORKDIR|JOBDIR|model.tar.gz|URI|endpoint.yaml] [--port N]
+    kubemaker local serve -f endpoint.yaml [--port N] [--capture-dir DIR]
 
 Exit codes: 0 done; 1 the job failed (the reason is printed); 2 nothing ran (a bad
 manifest or option, or this machine cannot run the job); 3 stopped at
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from kubemaker.local.errors import EXIT_INTERRUPTED, LocalError
 
 if TYPE_CHECKING:
+    from kubemaker.api import Endpoint
     from kubemaker.config import OperatorConfig
 
 logger = logging.getLogger(__name__)
@@ -59,10 +61,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     serve = commands.add_parser(
         "serve",
-        help="serve a trained model on a local port",
+        help="serve a trained model, or a whole Endpoint, on a local port",
         description=(
             "Serve a model with its algorithm's model server: the workdir's latest trained "
-            "job by default, or what --model names."
+            "job by default, or what --model names. With -f endpoint.yaml, every variant "
+            "of the Endpoint gets its own model server behind the Endpoint's router."
+        ),
+    )
+    serve.add_argument(
+        "-f",
+        "--file",
+        type=Path,
+        help=(
+            "an Endpoint manifest: serve every variant (and the shadow) behind the router "
+            "on --port; with --variant, that variant alone"
         ),
     )
     serve.add_argument(
@@ -78,7 +90,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
     serve.add_argument("--workers", type=int, default=1, help="model server workers (default 1)")
-    serve.add_argument("--variant", help="the Endpoint's production variant (default: the first)")
+    serve.add_argument(
+        "--variant",
+        help=(
+            "serve this production variant of the Endpoint alone, without the router "
+            "(default: --model serves the first, unless the Endpoint has several variants, "
+            "a shadow or capture)"
+        ),
+    )
+    serve.add_argument(
+        "--capture-dir",
+        type=Path,
+        help="write the Endpoint's data capture here instead of its destinationS3Uri",
+    )
     serve.add_argument("--algorithm", help="built-in algorithm serving a bare model.tar.gz")
     serve.add_argument("--framework", help="script-mode framework serving a bare model.tar.gz")
     serve.add_argument("--image", help="image serving a bare model.tar.gz (needs Docker)")
@@ -86,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--startup-timeout",
         type=float,
         default=120.0,
-        help="seconds the server may take to answer /ping (default 120)",
+        help="seconds the server(s) may take to answer /ping (default 120)",
     )
     serve.add_argument(
         "--config",
@@ -163,10 +187,17 @@ def run_serve(args: argparse.Namespace) -> int:
         raise LocalError(f"--port {args.port}: not a port number")
     if args.workers < 1:
         raise LocalError(f"--workers {args.workers}: at least 1")
+    if args.file is not None and args.model is not None:
+        raise LocalError("-f and --model: give one of them")
     config = _operator_config(args.config)
     workdir = args.workdir or default_workdir()
+    endpoint = _whole_endpoint(args)
+    if endpoint is not None:
+        return _serve_endpoint(args, endpoint, workdir, config)
+    if args.capture_dir is not None:
+        raise LocalError("--capture-dir: only for an Endpoint served with its router (-f)")
     served = resolve_model(
-        args.model,
+        str(args.file) if args.file is not None else args.model,
         workdir=workdir,
         config=config,
         variant=args.variant,
@@ -181,3 +212,51 @@ def run_serve(args: argparse.Namespace) -> int:
         startup_timeout=args.startup_timeout,
     )
     return serve(served, options, config)
+
+
+def _whole_endpoint(args: argparse.Namespace) -> Endpoint | None:
+    """The Endpoint to serve with its router: ``-f`` (no ``--variant``), or ``--model``
+    naming an Endpoint manifest that needs the router."""
+    from kubemaker.api import Endpoint
+    from kubemaker.local.endpoint import needs_router
+    from kubemaker.local.manifest import load_endpoint_or_training_job
+    from kubemaker.local.serving import MANIFEST_SUFFIXES
+
+    if args.variant is not None:
+        return None
+    if args.file is not None:
+        resource = load_endpoint_or_training_job(args.file)
+        if not isinstance(resource, Endpoint):
+            raise LocalError(f"-f {args.file}: not an Endpoint manifest (use --model for a job)")
+        return resource
+    model = args.model
+    if model is None or "://" in model or Path(model).suffix not in MANIFEST_SUFFIXES:
+        return None
+    if not Path(model).is_file():
+        return None  # resolve_model says what is wrong
+    resource = load_endpoint_or_training_job(Path(model))
+    if isinstance(resource, Endpoint) and needs_router(resource):
+        return resource
+    return None
+
+
+def _serve_endpoint(
+    args: argparse.Namespace, endpoint: Endpoint, workdir: Path, config: OperatorConfig
+) -> int:
+    from kubemaker.local.endpoint import EndpointOptions, resolve_variants, serve_endpoint
+
+    for option in ("algorithm", "framework", "image"):
+        if getattr(args, option) is not None:
+            raise LocalError(
+                f"--{option}: only for a bare model.tar.gz; an Endpoint's variants name "
+                "their models"
+            )
+    variants = resolve_variants(endpoint, workdir, config)
+    options = EndpointOptions(
+        address=args.address,
+        port=args.port,
+        workers=args.workers,
+        startup_timeout=args.startup_timeout,
+        capture_dir=args.capture_dir,
+    )
+    return serve_endpoint(endpoint, variants, options, workdir=workdir, config=config)

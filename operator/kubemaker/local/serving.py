@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
-from kubemaker.api import Endpoint, ModelSource, TrainingJob
+from kubemaker.api import Endpoint, ModelSource, ProductionVariant, TrainingJob
 from kubemaker.builders.storage import storage_settings
 from kubemaker.config import OperatorConfig
 from kubemaker.local import launch, record
@@ -145,6 +145,40 @@ def from_model_source(
     return ModelToServe(label, source.model_data_url, runtime, storage, environment)
 
 
+def endpoint_storage(endpoint: Endpoint, config: OperatorConfig) -> StorageConfig:
+    """The object-store settings of the Endpoint's models: its own, else the operator's."""
+    own = endpoint.spec.storage
+    return StorageConfig(
+        s3_endpoint_url=(own.s3_endpoint_url if own else None)
+        or config.storage.s3_endpoint_url
+        or None,
+        region=(own.region if own else None) or config.storage.region or None,
+    )
+
+
+def from_variant(
+    endpoint: Endpoint,
+    variant: ProductionVariant,
+    workdir: Path,
+    config: OperatorConfig,
+    *,
+    shadow: bool = False,
+) -> ModelToServe:
+    """The model of one of the Endpoint's variants (production, or ``shadow``)."""
+    if shadow:
+        variants = endpoint.spec.shadow_production_variants or []
+        label = f"spec.shadowProductionVariants.{variants.index(variant)}"
+    else:
+        label = f"spec.productionVariants.{endpoint.spec.production_variants.index(variant)}"
+    storage = endpoint_storage(endpoint, config)
+    served = from_model_source(variant.model, label, storage, workdir, config)
+    if served.label == label:
+        served = replace(
+            served, label=f"Endpoint {endpoint.metadata.name} variant {variant.variant_name}"
+        )
+    return served
+
+
 def from_endpoint(
     endpoint: Endpoint, variant: str | None, workdir: Path, config: OperatorConfig
 ) -> ModelToServe:
@@ -158,21 +192,7 @@ def from_endpoint(
                 f"Endpoint {endpoint.metadata.name} has no variant {variant!r} ({names})"
             )
         chosen = found[0]
-    index = variants.index(chosen)
-    own = endpoint.spec.storage
-    storage = StorageConfig(
-        s3_endpoint_url=(own.s3_endpoint_url if own else None)
-        or config.storage.s3_endpoint_url
-        or None,
-        region=(own.region if own else None) or config.storage.region or None,
-    )
-    label = f"spec.productionVariants.{index}"
-    served = from_model_source(chosen.model, label, storage, workdir, config)
-    if served.label == label:
-        served = replace(
-            served, label=f"Endpoint {endpoint.metadata.name} variant {chosen.variant_name}"
-        )
-    return served
+    return from_variant(endpoint, chosen, workdir, config)
 
 
 def explicit_runtime(
@@ -302,14 +322,18 @@ def example_request(url: str, example: Path | None, runtime: launch.Runtime) -> 
 
 
 def wait_for_ping(
-    url: str, process: subprocess.Popen[bytes], timeout: float, stop: threading.Event
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout: float,
+    stop: threading.Event,
+    what: str = "the model server",
 ) -> bool:
     """True once GET /ping answers 200; False when ``stop`` is set first."""
     deadline = time.monotonic() + timeout
     while not stop.is_set():
         code = process.poll()
         if code is not None:
-            raise RunError(f"the model server exited with code {code} before it was ready")
+            raise RunError(f"{what} exited with code {code} before it was ready")
         try:
             with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
                 if response.status == 200:
@@ -319,9 +343,7 @@ def wait_for_ping(
         except OSError:
             pass  # not listening yet
         if time.monotonic() >= deadline:
-            raise RunError(
-                f"the model server did not answer GET {url}/ping with 200 in {timeout:.0f} s"
-            )
+            raise RunError(f"{what} did not answer GET {url}/ping with 200 in {timeout:.0f} s")
         stop.wait(PING_INTERVAL_SECONDS)
     return False
 
@@ -347,7 +369,7 @@ def stop_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
+def stop_server(process: subprocess.Popen[bytes], what: str = "the model server") -> None:
     """SIGTERM to the server's process group (its workers too), SIGKILL after a grace."""
     if process.poll() is not None:
         return
@@ -356,9 +378,7 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
     try:
         process.wait(STOP_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
-        logger.warning(
-            "the model server did not stop within %.0f s: killing it", STOP_GRACE_SECONDS
-        )
+        logger.warning("%s did not stop within %.0f s: killing it", what, STOP_GRACE_SECONDS)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -372,6 +392,86 @@ class ServeOptions:
     startup_timeout: float = 120.0
 
 
+@dataclass(frozen=True)
+class Started:
+    """A model server process started by :func:`start_server`, maybe not ready yet."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    runtime: launch.Runtime
+
+
+def prepare_model(served: ModelToServe, base: Path, config: OperatorConfig) -> launch.Runtime:
+    """Fetch and unpack the model under ``base`` (its /opt/ml); what will serve it."""
+    paths = contract.Paths(base)
+    logger.info("fetching %s", served.model_uri)
+    archive = fetch_model(served.model_uri, served.storage, base)
+    unpack(archive, paths.model_dir)
+    archive.unlink()
+    runtime = served.runtime or detect_runtime(paths.model_dir, config)
+    if runtime.kind == "docker":
+        launch.require_docker(f"serving with {runtime.image}")
+    return runtime
+
+
+def start_server(
+    served: ModelToServe,
+    runtime: launch.Runtime,
+    base: Path,
+    *,
+    address: str,
+    port: int,
+    workers: int,
+    cleanup: contextlib.ExitStack,
+) -> Started:
+    """Start the model's server (prepared under ``base``) on ``address:port``;
+    ``cleanup`` stops it (and removes a container)."""
+    paths = contract.Paths(base)
+    own = {
+        **served.environment,
+        contract.SERVING_MODEL_SERVER_WORKERS_ENV: str(workers),
+    }
+    if runtime.is_process:
+        own.update(
+            {
+                contract.BASE_DIR_ENV: str(base),
+                "SM_MODEL_DIR": str(paths.model_dir),
+                contract.SERVING_BIND_TO_PORT_ENV: str(port),
+                # kubemaker_runtime.serving.settings.BIND_ADDRESS_ENV
+                "KUBEMAKER_BIND_ADDRESS": address,
+                "PYTHONUNBUFFERED": "1",
+                **runtime.process_env(os.environ),
+            }
+        )
+        command = runtime.process_command("serve")
+    else:
+        container = f"kubemaker-serve-{port}"
+        # Stopping `docker run` stops the container; killing it would not.
+        cleanup.callback(
+            subprocess.run, ["docker", "rm", "-f", container], capture_output=True, check=False
+        )
+        command = launch.build_docker_serve_command(
+            runtime.image,
+            container=container,
+            model_dir=paths.model_dir,
+            address=address,
+            port=port,
+            env_names=sorted(own),
+            gpus=processors.available_gpus(),
+        )
+    host = launch.LOOPBACK if address in ("0.0.0.0", "") else address
+    logger.info("starting %s: %s", runtime.describe(), " ".join(command))
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **own},
+        cwd=base,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    cleanup.callback(stop_server, process)
+    return Started(process, f"http://{host}:{port}", runtime)
+
+
 def serve(served: ModelToServe, options: ServeOptions, config: OperatorConfig) -> int:
     """Fetch, unpack and serve until stopped; the exit code."""
     port = options.port or launch.free_port(options.address)
@@ -379,58 +479,18 @@ def serve(served: ModelToServe, options: ServeOptions, config: OperatorConfig) -
     with contextlib.ExitStack() as cleanup:
         base = Path(tempfile.mkdtemp(prefix="kubemaker-serve-"))
         cleanup.callback(shutil.rmtree, base, True)
-        paths = contract.Paths(base)
-        logger.info("fetching %s", served.model_uri)
-        archive = fetch_model(served.model_uri, served.storage, base)
-        unpack(archive, paths.model_dir)
-        archive.unlink()
-        runtime = served.runtime or detect_runtime(paths.model_dir, config)
-        if runtime.kind == "docker":
-            launch.require_docker(f"serving with {runtime.image}")
-        own = {
-            **served.environment,
-            contract.SERVING_MODEL_SERVER_WORKERS_ENV: str(options.workers),
-        }
-        if runtime.is_process:
-            own.update(
-                {
-                    contract.BASE_DIR_ENV: str(base),
-                    "SM_MODEL_DIR": str(paths.model_dir),
-                    contract.SERVING_BIND_TO_PORT_ENV: str(port),
-                    # kubemaker_runtime.serving.settings.BIND_ADDRESS_ENV
-                    "KUBEMAKER_BIND_ADDRESS": options.address,
-                    "PYTHONUNBUFFERED": "1",
-                    **runtime.process_env(os.environ),
-                }
-            )
-            command = runtime.process_command("serve")
-        else:
-            container = f"kubemaker-serve-{port}"
-            # Stopping `docker run` stops the container; killing it would not.
-            cleanup.callback(
-                subprocess.run, ["docker", "rm", "-f", container], capture_output=True, check=False
-            )
-            command = launch.build_docker_serve_command(
-                runtime.image,
-                container=container,
-                model_dir=paths.model_dir,
+        runtime = prepare_model(served, base, config)
+        with stop_signals() as stop:
+            started = start_server(
+                served,
+                runtime,
+                base,
                 address=options.address,
                 port=port,
-                env_names=sorted(own),
-                gpus=processors.available_gpus(),
+                workers=options.workers,
+                cleanup=cleanup,
             )
-        host = launch.LOOPBACK if options.address in ("0.0.0.0", "") else options.address
-        url = f"http://{host}:{port}"
-        logger.info("starting %s: %s", runtime.describe(), " ".join(command))
-        with stop_signals() as stop:
-            process = subprocess.Popen(
-                command,
-                env={**os.environ, **own},
-                cwd=base,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            cleanup.callback(stop_server, process)
+            process, url = started.process, started.url
             if not wait_for_ping(url, process, options.startup_timeout, stop):
                 return EXIT_INTERRUPTED
             print(f"Serving {served.label} with {runtime.describe()} at {url}", flush=True)
