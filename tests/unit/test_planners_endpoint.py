@@ -456,3 +456,41 @@ def test_the_router_goes_when_no_longer_needed() -> None:
     assert ("Deployment", "ep-router") in plan.delete and ("ConfigMap", "ep-router") in plan.delete
     fleet = world.serving()
     assert services(plan)["ep"]["spec"]["selector"][eb.LABEL_FLEET] == fleet
+
+
+def test_a_fleet_past_its_progress_deadline_fails_the_new_endpoint_with_the_reason() -> None:
+    world = World({"productionVariants": [variant()]})
+    world.reconcile()
+    name = next(iter(world.fleets))
+    world.fleets[name] = dataclasses.replace(
+        world.fleets[name],
+        progress_failed='ReplicaSet "x" has timed out progressing.',
+    )
+    world.reconcile()
+    assert world.status.endpoint_status == "Failed"
+    assert "timed out progressing" in (world.status.failure_reason or "")
+    assert "spec.productionVariants[0] (AllTraffic)" in (world.status.failure_reason or "")
+
+
+def test_cpu_target_gets_a_horizontal_pod_autoscaler_and_no_operator_scaling() -> None:
+    world = World(
+        {
+            "productionVariants": [
+                variant(
+                    autoScaling={"minCapacity": 1, "maxCapacity": 3, "targetCpuUtilization": 70}
+                )
+            ]
+        }
+    )
+    plan = world.reconcile()
+    (hpa,) = [m for m in plan.apply if m["kind"] == "HorizontalPodAutoscaler"]
+    fleet = plan.create[0]["metadata"]["name"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == fleet
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    metric = hpa["spec"]["metrics"][0]["resource"]
+    assert metric["target"]["averageUtilization"] == 70
+    world.ready()
+    # The HPA scales the Deployment: the operator leaves its replicas alone.
+    world.fleets[fleet] = dataclasses.replace(world.fleets[fleet], replicas=3, ready=3)
+    assert fleet not in world.reconcile().scale
+    assert not any(m["kind"] == "ConfigMap" for m in world.last.apply)  # type: ignore[union-attr]
