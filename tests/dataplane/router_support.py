@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -17,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import requests
@@ -167,3 +169,123 @@ def p99(results: list[Result]) -> float:
 
 def jsonl(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+Mode = Literal["keepalive", "drop-body", "drop-head"]
+
+
+class RawServer:
+    """A tiny HTTP/1.1 server on loopback (asyncio, in a thread) for what a model server
+    does only by accident, made to happen on every request that falls in its window.
+
+    - ``keepalive``: answers every request and keeps the connection open, closing it
+      after ``idle_timeout`` seconds idle. A request that arrives in the last
+      ``race_window`` seconds before that is the keep-alive race: the server closes the
+      connection without reading it (on loopback the real race window is microseconds
+      wide; this widens it so that requests spaced around the timeout hit it often).
+      Every other such close is a reset (SO_LINGER 0), the rest a FIN: both occur.
+    - ``drop-body`` / ``drop-head``: answers the first request of a connection; on the
+      second, sends the headers and part of the body (``drop-body``) or half a status
+      line (``drop-head``) and closes: a failure after the model acted.
+
+    ``requests``: requests read in full (the model "acted"); ``closed_unread``: races.
+    """
+
+    def __init__(self, mode: Mode, idle_timeout: float = 0.1, race_window: float = 0.02) -> None:
+        self.mode = mode
+        self.idle_timeout = idle_timeout
+        self.race_window = race_window
+        self.requests = 0
+        self.closed_unread = 0
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    def __enter__(self) -> RawServer:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            self._loop.create_server(lambda: _RawProtocol(self), "127.0.0.1", 0), self._loop
+        ).result(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+class _RawProtocol(asyncio.Protocol):
+    def __init__(self, server: RawServer) -> None:
+        self.server = server
+        self.buffer = b""
+        self.answered = 0
+        self.idle_since: float | None = None
+        self.idle_close: asyncio.TimerHandle | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        server = self.server
+        if server.mode == "keepalive" and self.idle_since is not None and not self.buffer:
+            idle = time.monotonic() - self.idle_since
+            if idle >= server.idle_timeout - server.race_window:
+                server.closed_unread += 1
+                if server.closed_unread % 2:
+                    sock = self.transport.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self._close()
+                return
+        if self.idle_close is not None:
+            self.idle_close.cancel()
+            self.idle_close = None
+        self.idle_since = None
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        length = 0
+        for line in self.buffer[:end].split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if len(self.buffer) < end + 4 + length:
+            return
+        self.buffer = self.buffer[end + 4 + length :]
+        server.requests += 1
+        self.answered += 1
+        if server.mode != "keepalive" and self.answered == 2:
+            if server.mode == "drop-body":
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 100\r\n\r\n{"sums": ['
+                )
+            else:
+                self.transport.write(b"HTTP/1.1 2")
+            self._close()
+            return
+        body = b'{"sums": [1.0]}'
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        self.idle_since = time.monotonic()
+        if server.mode == "keepalive":
+            self.idle_close = asyncio.get_running_loop().call_later(
+                server.idle_timeout, self._close
+            )
+
+    def _close(self) -> None:
+        if self.idle_close is not None:
+            self.idle_close.cancel()
+        if self.transport is not None:
+            self.transport.close()

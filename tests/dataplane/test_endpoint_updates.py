@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from process_support import wait_for
 from router_support import load, run_router
 from serving_support import run_server, serving_command
@@ -103,8 +104,6 @@ class Loop:
         self.phases: list[tuple[str, float]] = []
 
     def applied(self) -> frozenset[str] | None:
-        import requests
-
         try:
             version = requests.get(self.router_url + "/router/config", timeout=5).json()["version"]
         except (requests.RequestException, ValueError, KeyError):
@@ -298,6 +297,11 @@ def test_every_update_type_and_a_rollback_fail_no_request(loop: Loop) -> None:
         loop.settle("RolledBack")
         assert loop.status.production_variants[0].fleet == serving  # type: ignore[index]
         assert canary not in loop.fleets.views
+    # No request ever waited for a fleet: none was sent to a fleet already gone (the
+    # router would hold it and try again, hiding the mistake from the caller).
+    metrics = requests.get(loop.router_url + "/metrics", timeout=5).text
+    held = [line for line in metrics.splitlines() if line.startswith("kubemaker_router_held_total")]
+    assert held == [], held
     failed = [r for r in results if r is not None and r.status != 200]
     answered = [r for r in results if r is not None]
     assert len(answered) > 500

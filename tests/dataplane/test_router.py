@@ -6,6 +6,7 @@ router under test re-reads it. Model servers are the real server with SumModel.
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import time
@@ -20,6 +21,8 @@ import pytest
 import requests
 from process_support import free_port, wait_for
 from router_support import (
+    Mode,
+    RawServer,
     fleet,
     jsonl,
     load,
@@ -413,3 +416,79 @@ def test_metrics_after_traffic(model_a: Server, model_b: Server, tmp_path: Path)
         for expected in ("held_requests", "hold_timeouts_total", "capture_records_total",
                          "capture_failures_total", "rejected_total"):  # fmt: skip
             assert any(n.startswith("kubemaker_router_" + expected) for n in names), expected
+
+
+def test_keepalive_race_is_sent_again(tmp_path: Path) -> None:
+    """A fleet that closes idle keep-alive connections as requests go out on them: every
+    request still gets its answer, each read by the server exactly once."""
+    routes = tmp_path / "routes.json"
+    with RawServer("keepalive", idle_timeout=0.1, race_window=0.02) as upstream:
+        write_table(routes, "ep", [variant("a", 1, fleet("a-1", upstream.url))])
+        with run_router(routes, tmp_path) as router, requests.Session() as client:
+            statuses: Counter[int] = Counter()
+            failures: list[str] = []
+            rng = random.Random(7)
+            count = 80
+            for _ in range(count):
+                answer = client.post(
+                    router.url + "/invocations", b"1", headers={"Content-Type": "text/csv"}
+                )
+                statuses[answer.status_code] += 1
+                if answer.status_code != 200:
+                    failures.append(answer.text)
+                # Around the server's idle timeout: some requests reuse a live
+                # connection, some land in the race, some find it closed.
+                time.sleep(rng.uniform(0.06, 0.12))
+            retries = value(router, "kubemaker_router_upstream_retries_total", fleet="a-1")
+    assert statuses == {200: count}, (statuses, failures)
+    assert upstream.closed_unread >= 5, upstream.closed_unread  # the race did happen
+    # More retries than races made by the server: its own idle close can race a request.
+    assert retries >= upstream.closed_unread
+    assert upstream.requests == count  # and no request was read twice
+
+
+@pytest.mark.parametrize("mode", ["drop-body", "drop-head"])
+def test_disconnect_mid_response_is_not_sent_again(mode: Mode, tmp_path: Path) -> None:
+    routes = tmp_path / "routes.json"
+    with RawServer(mode) as upstream:
+        write_table(routes, "ep", [variant("a", 1, fleet("a-1", upstream.url))])
+        with run_router(routes, tmp_path) as router:
+            first = router.post("/invocations", b"1", **{"Content-Type": "text/csv"})
+            assert first.status_code == 200, first.text
+            # The same pooled connection: the server answers part, then closes.
+            second = router.post("/invocations", b"1", **{"Content-Type": "text/csv"})
+            assert second.status_code == 502, second.text
+            assert "fleet a-1 broke the connection" in second.text
+            assert second.headers[INVOKED_VARIANT_HEADER] == "a"
+            assert value(router, "kubemaker_router_upstream_retries_total") == 0
+    assert upstream.requests == 2
+
+
+def test_held_request_for_a_removed_variant_ends_at_once(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.json"
+    nowhere = "http://127.0.0.1:9"
+    write_table(routes, "ep", [
+        variant("a", 1, fleet("a-1", nowhere)),
+        variant("zero", 0, fleet("zero-1", nowhere, instances=0)),
+    ], hold_timeout_seconds=60)  # fmt: skip
+    with run_router(routes, tmp_path, ready=False) as router:
+        wait_for(lambda: router.get("/ping").status_code == 200, 10, "the table to load")
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(
+                router.post, "/invocations", b"1",
+                **{"Content-Type": "text/csv", TARGET_VARIANT_HEADER: "zero"},
+            )  # fmt: skip
+            wait_for(
+                lambda: value(router, "kubemaker_router_held_requests", variant="zero") == 1,
+                10, "the request held",
+            )  # fmt: skip
+            removed = time.monotonic()
+            wait_version(
+                router, write_table(routes, "ep", [variant("a", 1, fleet("a-1", nowhere))])
+            )
+            answer = held.result(timeout=30)
+            waited = time.monotonic() - removed
+    assert answer.status_code == 503, answer.text
+    assert "variant zero is no longer a production variant of endpoint ep" in answer.text
+    assert answer.headers[INVOKED_VARIANT_HEADER] == "zero"
+    assert waited < 5, waited  # the table poll (1 s) and one backoff, not the 60 s hold

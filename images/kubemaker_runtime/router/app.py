@@ -67,7 +67,7 @@ class Router:
         self.settings = settings
         self.watcher = TableWatcher(settings.routes_path)
         self.metrics = RouterMetrics(self._config_labels)
-        self.upstream = Upstream(settings.upstream_timeout_seconds)
+        self.upstream = Upstream(settings.upstream_timeout_seconds, self._count_retry)
         self.capture = CaptureWriter(
             self.metrics,
             settings.capture_flush_seconds,
@@ -93,6 +93,9 @@ class Router:
     def _config_labels(self) -> tuple[str, str] | None:
         routes = self.watcher.routes
         return (routes.endpoint, routes.version) if routes else None
+
+    def _count_retry(self, fleet: str) -> None:
+        self.metrics.upstream_retries.labels(fleet).inc()
 
     def _current(self) -> Routes:
         routes = self.watcher.routes

@@ -50,6 +50,10 @@ class HoldTimeout(RouterError):
     """No instance of the variant answered a connection within the hold timeout."""
 
 
+class VariantRemoved(RouterError):
+    """The variant a held request waits for left the routing table meanwhile."""
+
+
 class NotSent(RouterError):
     """The upstream refused the connection (or DNS failed): the request never left, so
     it is safe to send again. Held and retried; it reaches a caller only as a bug."""
@@ -72,6 +76,7 @@ STATUS_BY_ERROR: tuple[tuple[type[RouterError], int], ...] = (
     (TableNotLoaded, 503),
     (NoTrafficWeight, 503),
     (HoldTimeout, 503),
+    (VariantRemoved, 503),
     (NotSent, 503),
     (UpstreamTimeout, 504),
 )

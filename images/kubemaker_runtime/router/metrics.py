@@ -97,6 +97,11 @@ class RouterMetrics:
             "Requests held now, waiting for a variant to get a ready instance",
             ["endpoint", "variant"], multiprocess_mode="livesum", registry=r,
         )  # fmt: skip
+        self.held_total = Counter(
+            "kubemaker_router_held",
+            "Requests that had to wait for a variant's instance (then answered or timed out)",
+            ["endpoint", "variant"], registry=r,
+        )  # fmt: skip
         self.hold_timeouts = Counter(
             "kubemaker_router_hold_timeouts", "Held requests answered 503 at the hold timeout",
             ["endpoint", "variant"], registry=r,
@@ -116,6 +121,12 @@ class RouterMetrics:
         self.capture_dropped = Counter(
             "kubemaker_router_capture_dropped", "Capture records dropped: the buffer was full",
             ["endpoint"], registry=r,
+        )  # fmt: skip
+        self.upstream_retries = Counter(
+            "kubemaker_router_upstream_retries",
+            "Requests sent again on a new connection: a fleet closed the pooled keep-alive "
+            "connection as they went out, unread",
+            ["fleet"], registry=r,
         )  # fmt: skip
         self.rejected = Counter(
             "kubemaker_router_rejected",

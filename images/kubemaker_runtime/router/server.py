@@ -7,6 +7,7 @@ fresh processes that import :func:`worker_app`).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import multiprocessing
@@ -33,10 +34,19 @@ def worker_app() -> Router:
     return Router(RouterSettings(**json.loads(os.environ[SETTINGS_ENV])))
 
 
+def event_loop(name: str) -> str:
+    """granian's loop for a setting. "auto" is uvloop when installed, else asyncio; not
+    granian's own "auto", which prefers rloop: with rloop 0.5 a request through aiohttp
+    hung in the keep-alive race test (tests/dataplane/test_router.py)."""
+    if name != "auto":
+        return name
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+
+
 def serve(settings: RouterSettings) -> None:
     """Serve until SIGTERM / SIGINT. Blocks."""
     from granian import Granian
-    from granian.constants import HTTPModes, Interfaces
+    from granian.constants import HTTPModes, Interfaces, Loops
     from granian.log import LogLevels
 
     os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
@@ -47,8 +57,9 @@ def serve(settings: RouterSettings) -> None:
         os.environ[MULTIPROC_DIR_ENV] = own_metrics_dir
     multiprocessing.set_start_method("spawn", force=True)
     logger.info(
-        "routing with %s on %s:%d with %d worker(s)",
+        "routing with %s on %s:%d with %d worker(s), event loop %s",
         settings.routes_path, settings.address, settings.port, settings.workers,
+        event_loop(settings.loop),
     )  # fmt: skip
     try:
         Granian(
@@ -57,6 +68,7 @@ def serve(settings: RouterSettings) -> None:
             port=settings.port,
             interface=Interfaces.RSGI,
             workers=settings.workers,
+            loop=Loops(event_loop(settings.loop)),
             http=HTTPModes.http1,  # as the model server: SageMaker's clients speak HTTP/1.1
             websockets=False,
             factory=True,

@@ -15,6 +15,9 @@ BIND_ADDRESS_ENV = "KUBEMAKER_BIND_ADDRESS"
 UPSTREAM_TIMEOUT_ENV = "KUBEMAKER_ROUTER_UPSTREAM_TIMEOUT_SECONDS"
 SHADOW_QUEUE_ENV = "KUBEMAKER_ROUTER_SHADOW_QUEUE"
 CAPTURE_FLUSH_SECONDS_ENV = "KUBEMAKER_ROUTER_CAPTURE_FLUSH_SECONDS"
+LOOP_ENV = "KUBEMAKER_ROUTER_LOOP"
+# granian's event loops; "auto": uvloop when installed, else asyncio (server.event_loop).
+LOOPS = ("auto", "asyncio", "uvloop", "rloop")
 DEFAULT_ROUTES_PATH = "/etc/kubemaker/router/routes.json"
 DEFAULT_MAX_PAYLOAD_MB = 6
 N = TypeVar("N", int, float)
@@ -37,11 +40,15 @@ class RouterSettings:
     capture_flush_seconds: float = 5.0
     capture_flush_records: int = 1000
     capture_buffer_records: int = 20_000
+    loop: str = "auto"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RouterSettings:
         env = os.environ if environ is None else environ
         mb = _number(env, contract.SERVING_MAX_PAYLOAD_IN_MB_ENV, DEFAULT_MAX_PAYLOAD_MB, int)
+        loop = env.get(LOOP_ENV) or "auto"
+        if loop not in LOOPS:
+            raise ValueError(f"{LOOP_ENV}={loop!r} is none of {', '.join(LOOPS)}")
         return cls(
             routes_path=env.get(ROUTES_ENV) or DEFAULT_ROUTES_PATH,
             port=contract.serving_port(env),
@@ -51,6 +58,7 @@ class RouterSettings:
             upstream_timeout_seconds=_number(env, UPSTREAM_TIMEOUT_ENV, 60.0, float),
             shadow_queue_size=_number(env, SHADOW_QUEUE_ENV, 1000, int),
             capture_flush_seconds=_number(env, CAPTURE_FLUSH_SECONDS_ENV, 5.0, float),
+            loop=loop,
         )
 
 
