@@ -34,7 +34,7 @@ class Timeline:
         return decision
 
 
-def test_load_step_scales_out_cooldown_blocks_then_scale_in_after_cooldown() -> None:
+def test_load_step_scales_out_further_during_its_cooldown_and_in_after_cooldown() -> None:
     line = Timeline(POLICY, ScalingState(desired=2, last_traffic_at=0))
 
     steady = line.at(0, 100.0)
@@ -50,38 +50,37 @@ def test_load_step_scales_out_cooldown_blocks_then_scale_in_after_cooldown() -> 
     )
     assert step.state == ScalingState(desired=3, last_scale_out_at=30, last_traffic_at=30)
 
-    blocked = line.at(60, 400.0)
-    assert (blocked.desired, blocked.direction) == (3, "none")
-    assert blocked.reason == (
-        "400.0 invocations/min over 3 instances, target 50/instance -> 8 instances; "
-        "scale-out cooldown ends in 30 s, staying at 3"
+    # The first interval saw the load step only in part: a larger scale-out goes ahead
+    # during the cooldown, as Application Auto Scaling lets it.
+    larger = line.at(60, 400.0)
+    assert (larger.desired, larger.direction) == (8, "out")
+    assert larger.reason == (
+        "400.0 invocations/min over 3 instances, target 50/instance -> 8 instances"
     )
-    assert blocked.state.last_scale_out_at == 30
-
-    second = line.at(90, 400.0)
-    assert (second.desired, second.direction) == (8, "out")
+    assert larger.state.last_scale_out_at == 60
+    assert line.at(90, 400.0).direction == "none"
 
     # Load drops: no scale-in during the scale-out's cooldown (max of both cooldowns).
     early = line.at(100, 60.0)
     assert (early.desired, early.direction) == (8, "none")
     assert early.reason == (
         "60.0 invocations/min over 8 instances, target 50/instance -> 2 instances; "
-        "scale-in cooldown ends in 290 s, staying at 8"
+        "scale-in cooldown ends in 260 s, staying at 8"
     )
-    assert line.at(389, 60.0).desired == 8
+    assert line.at(359, 60.0).desired == 8
 
-    scale_in = line.at(390, 60.0)
+    scale_in = line.at(360, 60.0)
     assert (scale_in.desired, scale_in.direction) == (2, "in")  # straight to the value
     assert scale_in.state == ScalingState(
-        desired=2, last_scale_out_at=90, last_scale_in_at=390, last_traffic_at=390
+        desired=2, last_scale_out_at=60, last_scale_in_at=360, last_traffic_at=360
     )
 
-    again = line.at(400, 10.0)
+    again = line.at(370, 10.0)
     assert (again.desired, again.direction) == (2, "none")
     assert again.reason.endswith("-> 1 instance; scale-in cooldown ends in 290 s, staying at 2")
 
     # A scale-out is not held back by the scale-in cooldown.
-    burst = line.at(410, 450.0)
+    burst = line.at(380, 450.0)
     assert (burst.desired, burst.direction) == (9, "out")
 
 
@@ -217,8 +216,8 @@ def test_exact_multiples_do_not_round_up() -> None:
 
 def test_next_check_is_the_end_of_the_running_cooldown() -> None:
     state = ScalingState(desired=3, last_scale_out_at=100, last_traffic_at=100)
-    assert next_check_seconds(POLICY, state, 130) == 30  # scale-out cooldown
-    assert next_check_seconds(POLICY, state, 200) == 200  # scale-in after a scale-out
+    assert next_check_seconds(POLICY, state, 130) == 270  # scale-in after a scale-out
+    assert next_check_seconds(POLICY, state, 200) == 200
     assert next_check_seconds(POLICY, state, 400) is None
 
 

@@ -106,7 +106,13 @@ class AutoScaling(ApiModel):
         default=300, ge=0, le=86400, description="Seconds after a scale-in before the next one."
     )
     scale_out_cooldown: int = Field(
-        default=60, ge=0, le=86400, description="Seconds after a scale-out before the next one."
+        default=60,
+        ge=0,
+        le=86400,
+        description=(
+            "Seconds after a scale-out during which the variant is not scaled in; a larger "
+            "scale-out still goes ahead (Application Auto Scaling's behaviour)."
+        ),
     )
     disable_scale_in: bool = Field(
         default=False, description="Only ever scale out (SageMaker's DisableScaleIn)."
