@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from kubemaker.api.training import TrainingJob, TrainingJobSpec
 from kubemaker.builders import naming
 from kubemaker.builders.errors import SpecError, validation_message
+from kubemaker.builders.owner import Owner
 from kubemaker.builders.training import (
-    Owner,
     active_deadline_seconds,
     build_job,
     build_service,
@@ -23,7 +23,7 @@ from kubemaker.builders.training import (
 from kubemaker.config import OperatorConfig
 from kubemaker_runtime.protocol import AGENT_CONFIG_ENV, AgentConfig
 
-OWNER = Owner(name="bank", namespace="ml", uid="1234-abcd")
+OWNER = Owner(name="bank", namespace="ml", uid="1234-abcd", kind="TrainingJob")
 
 
 def make_spec(**overrides: Any) -> TrainingJobSpec:

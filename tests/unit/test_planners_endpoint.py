@@ -256,7 +256,9 @@ def test_two_variants_get_a_router_with_the_weights() -> None:
     assert ("ConfigMap", "ep-router") in kinds and ("Deployment", "ep-router") in kinds
     assert plan.table is not None
     assert {v.name: v.weight for v in plan.table.variants} == {"A": 3, "B": 1}
-    assert services(plan)["ep"]["spec"]["selector"] == eb.router_selector(eb.Owner("ep", "ns", ""))
+    assert services(plan)["ep"]["spec"]["selector"] == eb.router_selector(
+        eb.endpoint_owner("ep", "ns", "")
+    )
     world.ready()
     world.reconcile()
     assert world.status.endpoint_status == "InService"

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from kubemaker_runtime import rsgi
 from kubemaker_runtime.router.capture import CaptureWriter
 from kubemaker_runtime.router.errors import (
     MethodNotAllowed,
@@ -258,6 +259,10 @@ class Router:
     async def _v2_live(self) -> Response:
         return Response(200, b'{"live":true}', JSON)
 
+    def _too_large(self) -> PayloadTooLarge:
+        """A body without Content-Length (chunked) that has grown past the limit."""
+        return PayloadTooLarge(f"the request body (chunked) is {self._over_limit}")
+
     # --- RSGI (granian) -------------------------------------------------------------------
 
     def __rsgi_init__(self, loop: Any) -> None:
@@ -272,21 +277,11 @@ class Router:
             return
         headers = scope.headers
         length_header = headers.get("content-length")
-        content_length = _parse_length(length_header) if length_header else None
+        content_length = rsgi.parse_length(length_header) if length_header else None
         limit = self.settings.max_payload_bytes
 
         async def read_body() -> bytes:
-            if content_length is not None:
-                body: bytes = await protocol()
-                return body
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in protocol:
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"the request body (chunked) is {self._over_limit}")
-                chunks.append(chunk)
-            return b"".join(chunks)
+            return await rsgi.read_body(protocol, content_length, limit, self._too_large)
 
         response = await self.handle(scope.method, scope.path, headers, content_length, read_body)
         out = list(response.headers)
@@ -297,10 +292,3 @@ class Router:
 
 def create_router(settings: RouterSettings | None = None) -> Router:
     return Router(settings or RouterSettings.from_env())
-
-
-def _parse_length(value: str) -> int | None:
-    try:
-        return int(value)
-    except ValueError:
-        return None

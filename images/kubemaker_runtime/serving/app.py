@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from kubemaker_runtime import rsgi
 from kubemaker_runtime.serving import v2
 from kubemaker_runtime.serving.errors import (
     MethodNotAllowed,
@@ -383,7 +384,7 @@ class App:
             elif key == b"accept":
                 accept = value.decode("latin-1")
             elif key == b"content-length":
-                content_length = _parse_length(value)
+                content_length = rsgi.parse_length(value)
         limit = self.settings.max_payload_bytes
 
         async def read_body() -> bytes:
@@ -432,26 +433,11 @@ class App:
             return
         headers = scope.headers
         length_header = headers.get("content-length")
-        content_length = _parse_length(length_header) if length_header else None
+        content_length = rsgi.parse_length(length_header) if length_header else None
         limit = self.settings.max_payload_bytes
 
         async def read_body() -> bytes:
-            if content_length is not None:
-                # The server frames the body by its Content-Length, which handle() has
-                # checked against the limit already: read it in one piece (the fast path).
-                body: bytes = await protocol()
-                return body
-            # Chunked: the size is known only while reading. Stop at the limit instead of
-            # buffering whatever the client sends; the answer is 413 and the rest is never
-            # read (the server closes the connection).
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in protocol:
-                size += len(chunk)
-                if size > limit:
-                    raise self._too_large()
-                chunks.append(chunk)
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return await rsgi.read_body(protocol, content_length, limit, self._too_large)
 
         response = await self.handle(
             scope.method,
@@ -513,10 +499,3 @@ def _version() -> str:
         return importlib.metadata.version("kubemaker")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _parse_length(value: bytes | str) -> int | None:
-    try:
-        return int(value)
-    except ValueError:
-        return None

@@ -25,10 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubemaker.api.common import API_VERSION, ModelSource
+from kubemaker.api.common import ModelSource
 from kubemaker.api.endpoint import EndpointSpec, ProductionVariant
 from kubemaker.builders import naming
 from kubemaker.builders.errors import SpecError
+from kubemaker.builders.owner import Owner
 from kubemaker.builders.resources import instance_resources
 from kubemaker.builders.security import (
     OWN_CONTAINER,
@@ -78,30 +79,8 @@ HELPER_RESOURCES: JSON = {
 }
 
 
-@dataclass(frozen=True)
-class Owner:
-    name: str
-    namespace: str
-    uid: str
-
-    def reference(self) -> JSON:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "Endpoint",
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-
-    def metadata(self, name: str, labels: Mapping[str, str], **extra: Any) -> JSON:
-        return {
-            "name": name,
-            "namespace": self.namespace,
-            "labels": dict(labels),
-            "ownerReferences": [self.reference()],
-            **extra,
-        }
+def endpoint_owner(name: str, namespace: str, uid: str) -> Owner:
+    return Owner(name, namespace, uid, kind="Endpoint")
 
 
 @dataclass(frozen=True)

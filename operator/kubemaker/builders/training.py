@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from kubemaker.api.common import API_VERSION
 from kubemaker.api.training import TrainingJobSpec
 from kubemaker.builders import naming
 from kubemaker.builders.errors import SpecError
+from kubemaker.builders.owner import Owner
 from kubemaker.builders.resources import Resources, instance_resources
 from kubemaker.builders.security import (
     OWN_CONTAINER,
@@ -70,24 +69,6 @@ WORK_MOUNTS = {
     "output": str(OPT_ML.output_dir),
     "checkpoints": str(OPT_ML.checkpoints_dir),
 }
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The TrainingJob that owns the children (for names and ownerReferences)."""
-
-    name: str
-    namespace: str
-    uid: str
-
-    def reference(self) -> JSON:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "TrainingJob",
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-        }
 
 
 # --- resolution against the operator's configuration -------------------------------------

@@ -32,7 +32,7 @@ import kopf
 from pydantic import ValidationError
 
 from kubemaker import metrics
-from kubemaker.api.common import API_VERSION, GROUP, VERSION
+from kubemaker.api.common import GROUP, VERSION
 from kubemaker.api.endpoint import Endpoint, EndpointSpec, EndpointStatus
 from kubemaker.builders import endpoint as eb
 from kubemaker.builders import naming
@@ -44,7 +44,7 @@ from kubemaker.planners import endpoint_metrics as em
 from kubemaker.planners.endpoint import ModelState, Observation, Plan, Traffic, plan_endpoint
 from kubemaker.planners.endpoint_views import FleetView, PodProblem
 from kubemaker.reconcile import scrape
-from kubemaker.reconcile.bodies import resource_version, slim, status_patch
+from kubemaker.reconcile.bodies import parse_object, resource_version, slim, status_patch
 from kubemaker.reconcile.events import Background, EventPoster
 from kubemaker.reconcile.queue import WorkQueue, run_workers
 from kubemaker_runtime.routing import ROUTES_FILE, RoutingTable
@@ -200,7 +200,7 @@ class EndpointController:
         name, namespace = str(meta.get("name")), str(meta.get("namespace") or "default")
         stored = EndpointStatus.model_validate(body.get("status") or {})
         try:
-            spec = _parse(body)
+            spec = parse_object(Endpoint, body).spec
         except ValidationError as exc:
             message = failure(FailureKind.VALIDATION, validation_message(exc, prefix="")).message
             status = stored.model_copy(
@@ -407,18 +407,6 @@ class EndpointController:
 
 
 # --- pure helpers ---------------------------------------------------------------------------
-
-
-def _parse(body: dict[str, Any]) -> EndpointSpec:
-    meta = body.get("metadata") or {}
-    obj = Endpoint.model_validate(
-        {
-            "apiVersion": API_VERSION,
-            "metadata": {"name": meta.get("name", ""), "namespace": meta.get("namespace")},
-            "spec": body.get("spec") or {},
-        }
-    )
-    return obj.spec
 
 
 def _job_model(

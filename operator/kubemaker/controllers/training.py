@@ -35,7 +35,7 @@ import kopf
 from pydantic import ValidationError
 
 from kubemaker import metrics
-from kubemaker.api.common import API_VERSION, GROUP, VERSION
+from kubemaker.api.common import GROUP, VERSION
 from kubemaker.api.training import (
     TERMINAL_TRAINING_STATUSES,
     TrainingJob,
@@ -44,7 +44,8 @@ from kubemaker.api.training import (
 )
 from kubemaker.builders import naming
 from kubemaker.builders.errors import SpecError, validation_message
-from kubemaker.builders.training import Owner, build_job, build_service
+from kubemaker.builders.owner import Owner
+from kubemaker.builders.training import build_job, build_service
 from kubemaker.config import OperatorConfig
 from kubemaker.controllers.training_logs import TrainingLogMetrics
 from kubemaker.failures import FailureKind, failure
@@ -58,7 +59,7 @@ from kubemaker.planners.training_status import (
     status_body,
 )
 from kubemaker.planners.training_views import JobView, PodView
-from kubemaker.reconcile.bodies import resource_version, slim, status_patch
+from kubemaker.reconcile.bodies import parse_object, resource_version, slim, status_patch
 from kubemaker.reconcile.events import Background, EventPoster
 from kubemaker.reconcile.queue import WorkQueue, run_workers
 from kubemaker_runtime.protocol import AgentReport
@@ -243,9 +244,9 @@ class TrainingController:
         status = body.get("status") or {}
         now = _now()
         try:
-            spec = _parse(body)
+            spec = parse_object(TrainingJob, body).spec
         except ValidationError as exc:
-            # _parse validates the whole object: locations already start with "spec".
+            # parse_object validates the whole object: locations already start with "spec".
             found = failure(FailureKind.VALIDATION, validation_message(exc, prefix=""))
             new_status = invalid_status(status, found, generation=generation, now=now)
             if await self._write_status(key, body, new_status):
@@ -311,7 +312,7 @@ class TrainingController:
         self, key: Key, body: dict[str, Any], spec: TrainingJobSpec, plan: Plan
     ) -> None:
         meta = body["metadata"]
-        owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+        owner = Owner(meta["name"], meta["namespace"], meta["uid"], kind=KIND)
         attempt = plan.create_attempt
         assert attempt is not None
         try:
@@ -427,19 +428,6 @@ class TrainingController:
             self.expected.pop(key, None)
             return frozenset()
         return frozenset(pending)
-
-
-def _parse(body: dict[str, Any]) -> TrainingJobSpec:
-    """The spec as the API model, checked with the object's name (parse once, here)."""
-    meta = body.get("metadata") or {}
-    obj = TrainingJob.model_validate(
-        {
-            "apiVersion": API_VERSION,
-            "metadata": {"name": meta.get("name", ""), "namespace": meta.get("namespace")},
-            "spec": body.get("spec") or {},
-        }
-    )
-    return obj.spec
 
 
 # --- kopf handlers ------------------------------------------------------------------------

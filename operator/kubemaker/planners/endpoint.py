@@ -42,6 +42,7 @@ from kubemaker.api.endpoint import (
 )
 from kubemaker.builders import endpoint as eb
 from kubemaker.builders.errors import SpecError
+from kubemaker.builders.owner import Owner
 from kubemaker.builders.routes import routing_table_for
 from kubemaker.failures import FailureKind, failure
 from kubemaker.planners import endpoint_scaling as scaling
@@ -81,7 +82,7 @@ def plan_endpoint(obs: Observation) -> Plan:
         return _fail(obs, plan, str(exc))
     if variants is None:
         return _finish(obs, plan)
-    owner = eb.Owner(obs.name, obs.namespace, obs.uid)
+    owner = eb.endpoint_owner(obs.name, obs.namespace, obs.uid)
     fleets = {f.name: f for f in obs.fleets if f.component == eb.COMPONENT_SERVER}
     updating = status.deployment if in_progress(status.deployment) else None
     for variant in variants:
@@ -170,7 +171,7 @@ def _variants(obs: Observation, plan: Plan) -> list[VariantState] | None:
             # Surface a bad instance type (or catalog name) before anything is created.
             eb.build_fleet(
                 spec, variant, model, obs.config,
-                owner=eb.Owner(obs.name, obs.namespace, obs.uid),
+                owner=eb.endpoint_owner(obs.name, obs.namespace, obs.uid),
                 name=desired, replicas=1, field=where,
             )  # fmt: skip
         result.append(VariantState(variant, index, shadow, model, desired, serving, [], summary))
@@ -191,7 +192,7 @@ def _variants(obs: Observation, plan: Plan) -> list[VariantState] | None:
 def _steady(
     obs: Observation,
     plan: Plan,
-    owner: eb.Owner,
+    owner: Owner,
     variant: VariantState,
     fleets: Mapping[str, FleetView],
 ) -> None:
@@ -288,7 +289,7 @@ def _autoscale(obs: Observation, plan: Plan, variant: VariantState, fleet: Fleet
 # --- children shared by the variants ------------------------------------------------------------
 
 
-def _children(obs: Observation, plan: Plan, owner: eb.Owner, variants: list[VariantState]) -> None:
+def _children(obs: Observation, plan: Plan, owner: Owner, variants: list[VariantState]) -> None:
     spec = obs.spec
     name = eb.base_name(obs.name)
     for variant in variants:

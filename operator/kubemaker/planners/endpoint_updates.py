@@ -21,6 +21,7 @@ from kubemaker.api.endpoint import (
     VariantStatus,
 )
 from kubemaker.builders import endpoint as eb
+from kubemaker.builders.owner import Owner
 from kubemaker.planners.endpoint_plan import (
     POLL_SECONDS,
     Event,
@@ -41,7 +42,7 @@ from kubemaker.planners.endpoint_views import FleetView
 def plan_update(
     obs: Observation,
     plan: Plan,
-    owner: eb.Owner,
+    owner: Owner,
     variant: VariantState,
     fleets: Mapping[str, FleetView],
 ) -> None:

@@ -3,7 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+from kubemaker.api.common import API_VERSION, ResourceBase
+
+R = TypeVar("R", bound=ResourceBase)
+
+
+def parse_object(model: type[R], body: Mapping[str, Any]) -> R:
+    """The cached object as its API model, checked with its name (a ValidationError
+    names the field, from ``spec``)."""
+    meta = body.get("metadata") or {}
+    return model.model_validate(
+        {
+            "apiVersion": API_VERSION,
+            "metadata": {"name": meta.get("name", ""), "namespace": meta.get("namespace")},
+            "spec": body.get("spec") or {},
+        }
+    )
 
 
 def slim(body: Any) -> dict[str, Any]:
