@@ -122,6 +122,7 @@ def test_rbac_is_least_privilege(cluster: LocalCluster, tmp_path: Path) -> None:
     assert ("policy", "poddisruptionbudgets", "create") in granted
     assert not any(resource == "secrets" for _, resource, _ in granted)
     assert ("", "pods", "delete") not in granted
+    assert ("", "pods", "patch") in granted  # stopping pods in place keeps their logs
     assert not any(verb in ("escalate", "bind", "impersonate") for _, _, verb in granted)
 
     namespaced = render(cluster, tmp_path, "--set", "config.watchNamespaces={team-a,team-b}")

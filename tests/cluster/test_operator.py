@@ -162,6 +162,7 @@ def test_the_charts_service_account_has_what_the_operator_needs_and_no_more(
         ("delete", "services"),
         ("list", "pods"),
         ("watch", "pods"),
+        ("patch", "pods"),
         ("get", "pods/log"),
         ("create", "events"),
         ("watch", "endpoints.kubemaker.io"),

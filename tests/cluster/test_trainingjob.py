@@ -205,8 +205,10 @@ def test_max_runtime_stops_the_job(kube: Kube) -> None:
     assert "MaxRuntimeExceeded" in transitions(status)
     assert condition(status, "Succeeded") == ("False", "MaxRuntimeExceeded")
     assert condition(status, "Failed") == ("False", "MaxRuntimeExceeded")
-    wait_for("the Job to be deleted", lambda: not kube.jobs("slow"))
-    wait_for("the pods to be gone", lambda: not kube.pods("slow"))
+    # Stopped in place: the Job and its pod stay (for `kubectl logs`) until a TTL.
+    (pod,) = kube.pods("slow")
+    assert (pod.status.phase, pod.status.reason) == ("Failed", "DeadlineExceeded")
+    assert [j.metadata.name for j in kube.jobs("slow")] == ["slow"]
 
 
 @pytest.mark.usefixtures("operator")
@@ -218,8 +220,14 @@ def test_stop(kube: Kube) -> None:
     assert transitions(status)[-3:] == ["Training", "Stopping", "Stopped"]
     assert condition(status, "Succeeded") == ("False", "Stopped")
     assert status["trainingEndTime"]
-    wait_for("the Job to be deleted", lambda: not kube.jobs("halt"))
-    wait_for("the pods to be gone", lambda: not kube.pods("halt"))
+    # The pod was stopped in place (its activeDeadlineSeconds) and stays, with its logs,
+    # as does the Job: a TTL (ttlSecondsAfterFinished) deletes them.
+    (pod,) = kube.pods("halt")
+    assert (pod.status.phase, pod.status.reason) == ("Failed", "DeadlineExceeded")
+    assert pod.spec.active_deadline_seconds >= 1
+    statuses = {c.name: c.state.terminated for c in pod.status.container_statuses}
+    assert statuses["algorithm"].exit_code == 143  # SIGTERM, as at a deletion
+    assert [j.metadata.name for j in kube.jobs("halt")] == ["halt"]
     assert any(e.reason == "Stopping" for e in kube.events("halt"))
 
 

@@ -35,7 +35,6 @@ from kubemaker.planners.training import plan_training
 from kubemaker.planners.training_status import Observation, Plan, invalid_status, status_body
 from kubemaker.planners.training_views import ContainerView
 from kubemaker.reconcile.conditions import Cond, merge_conditions
-from kubemaker_runtime.protocol import AgentReport
 
 
 def step(obs: Observation) -> Plan:
@@ -298,7 +297,8 @@ def test_an_invalid_image_name_fails_the_job() -> None:
     plan = progress([pod], status)
     assert plan.body["trainingJobStatus"] == "Failed"
     assert plan.body["failureReason"].startswith("ClientError: ")
-    assert plan.delete_jobs == [("bank", "job-uid-0")]
+    # The pod is stopped in place, not deleted: its events and logs stay.
+    assert plan.expire_pods == [("bank-0-abcde", 1)] and plan.delete_jobs == []
 
 
 # --- failures ---------------------------------------------------------------------------
@@ -484,7 +484,8 @@ def test_an_agent_user_error_fails_the_job() -> None:
     assert plan.body["failureReason"] == (
         "ClientError: channel train: s3://data/train has no objects"
     )
-    assert plan.delete_jobs == [("bank", "job-uid-0")]
+    # The agent's log says what it found: the pod is stopped in place, not deleted.
+    assert plan.expire_pods == [("bank-0-abcde", 1)] and plan.delete_jobs == []
 
 
 def test_an_upload_failure_after_a_successful_run_fails_the_job() -> None:
@@ -503,26 +504,60 @@ def test_an_upload_failure_after_a_successful_run_fails_the_job() -> None:
 # --- stopping ---------------------------------------------------------------------------
 
 
-def test_stop_deletes_the_job_and_ends_stopped() -> None:
+def test_stop_stops_the_pods_in_place_and_keeps_the_job_for_its_logs() -> None:
     status = progress([training_pod()], plan_training(observe()).body).body
     spec = make_spec(stop=True)
-    plan = step(observe(status, jobs=[job_body()], pods=[training_pod()], spec=spec))
+    now = T0 + timedelta(seconds=61)
+    plan = step(observe(status, jobs=[job_body()], pods=[training_pod()], spec=spec, now=now))
     assert plan.body["trainingJobStatus"] == "Stopping"
     assert plan.body["secondaryStatus"] == "Stopping"
-    assert plan.delete_jobs == [("bank", "job-uid-0")]
-    # The Job is going; its pod is being terminated (the agent uploads what there is).
+    # The pod started at T0 + 1 s: its deadline falls a second from now.
+    assert plan.expire_pods == [("bank-0-abcde", 61)]
+    assert plan.delete_jobs == []
+    # The pod is stopping (the agent uploads what there is): nothing more to do.
     status = plan.body
-    plan = step(observe(status, jobs=[job_body(deleting=True)], pods=[uploading_pod()], spec=spec))
-    assert plan.body["trainingJobStatus"] == "Stopping" and plan.delete_jobs == []
-    gone_report = {"bank-0-abcde": (0, AgentReport(outcome="Completed", model_artifacts=MODEL))}
-    plan = step(observe(status, jobs=[], pods=[], spec=spec, reports=gone_report))
+    stopping = uploading_pod(deadline=61)
+    plan = step(observe(status, jobs=[job_body()], pods=[stopping], spec=spec, now=now))
+    assert plan.body["trainingJobStatus"] == "Stopping"
+    assert plan.expire_pods == [] and plan.delete_jobs == []
+    # The kubelet ended it: Failed, DeadlineExceeded; the Job failed with it. Both stay.
+    ended = failed_pod(
+        143,
+        reason="DeadlineExceeded",
+        deadline=61,
+        agent_report=report(modelArtifacts=MODEL),
+    )
+    failed_job = job_body(failed=("PodFailurePolicy", "Container algorithm exited with 143"))
+    plan = step(observe(status, jobs=[failed_job], pods=[ended], spec=spec, now=now))
     status = plan.body
     assert status["trainingJobStatus"] == "Stopped"
     assert status["secondaryStatus"] == "Stopped"
     assert status["modelArtifacts"] == {"s3ModelArtifacts": MODEL}
+    assert plan.delete_jobs == []
     assert secondary_history(status)[-2:] == ["Stopping", "Stopped"]
     assert conditions(status)["Succeeded"] == ("False", "Stopped")
     assert conditions(status)["Failed"] == ("False", "Stopped")
+
+
+def test_a_stopped_job_s_pods_go_with_the_ttl() -> None:
+    spec = make_spec(stop=True, ttlSecondsAfterFinished=600)
+    status = progress([training_pod()], plan_training(observe()).body).body
+    status = step(observe(status, jobs=[job_body()], pods=[training_pod()], spec=spec)).body
+    ended = failed_pod(143, reason="DeadlineExceeded", deadline=1)
+    failed_job = job_body(failed=("PodFailurePolicy", "exited with 143"))
+    status = step(observe(status, jobs=[failed_job], pods=[ended], spec=spec)).body
+    assert status["trainingJobStatus"] == "Stopped"
+    later = T0 + timedelta(seconds=700)
+    plan = step(observe(status, jobs=[failed_job], pods=[ended], spec=spec, now=later))
+    assert plan.delete_jobs == [("bank", "job-uid-0")]
+
+
+def test_a_queued_job_is_deleted_on_stop_as_nothing_ran() -> None:
+    queued = make_spec(queueName="team-a")
+    status = plan_training(observe(spec=queued)).body
+    spec = make_spec(stop=True, queueName="team-a")
+    plan = step(observe(status, jobs=[job_body(suspend=True)], spec=spec))
+    assert plan.delete_jobs == [("bank", "job-uid-0")] and plan.expire_pods == []
 
 
 def test_stop_before_the_job_exists() -> None:
@@ -571,7 +606,7 @@ def test_max_runtime_is_enforced_from_the_training_start() -> None:
     )
     assert plan.body["trainingJobStatus"] == "Stopping"
     assert plan.body["secondaryStatus"] == "MaxRuntimeExceeded"
-    assert plan.delete_jobs == [("bank", "job-uid-0")]
+    assert plan.expire_pods == [("bank-0-abcde", 605)] and plan.delete_jobs == []
     plan = step(observe(plan.body, spec=spec, now=T0 + timedelta(seconds=620)))
     assert plan.body["trainingJobStatus"] == "Stopped"
     assert plan.body["secondaryStatus"] == "MaxRuntimeExceeded"
@@ -842,3 +877,13 @@ def test_a_failed_job_points_at_no_model() -> None:
     assert plan.body["trainingJobStatus"] == "Failed"
     assert plan.body["failureReason"] == "AlgorithmError: boom"
     assert "modelArtifacts" not in plan.body
+
+
+def test_a_stop_before_any_pod_started_deletes_the_job() -> None:
+    status = plan_training(observe()).body
+    unscheduled = pod_body(phase="Pending")
+    del unscheduled["status"]["startTime"]
+    spec = make_spec(stop=True)
+    plan = step(observe(status, jobs=[job_body()], pods=[unscheduled], spec=spec))
+    assert plan.body["trainingJobStatus"] == "Stopping"
+    assert plan.delete_jobs == [("bank", "job-uid-0")] and plan.expire_pods == []

@@ -85,6 +85,7 @@ def pod_body(
     algorithm: dict[str, Any] | None = None,
     conditions: list[dict[str, Any]] | None = None,
     reason: str | None = None,
+    deadline: int | None = None,
 ) -> dict[str, Any]:
     job = "bank" if attempt == 0 else f"bank-r{attempt}"
     status: dict[str, Any] = {
@@ -98,7 +99,7 @@ def pod_body(
         status["containerStatuses"] = [algorithm]
     if reason:
         status["reason"] = reason
-    return {
+    body: dict[str, Any] = {
         "metadata": {
             "name": f"{job}-{index}-abcde",
             "labels": {
@@ -109,6 +110,9 @@ def pod_body(
         },
         "status": status,
     }
+    if deadline is not None:
+        body["spec"] = {"activeDeadlineSeconds": deadline}
+    return body
 
 
 def report(**fields: Any) -> str:

@@ -92,7 +92,9 @@ Exactly what the operator uses (docs/helm.md). Kinds without a controller yet
   verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch"]
+  # patch: a stopped TrainingJob's pods are stopped in place (activeDeadlineSeconds),
+  # so their logs stay; the operator never deletes or creates pods
+  verbs: ["list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]

@@ -49,7 +49,7 @@ from kubemaker.builders.training import build_job, build_service
 from kubemaker.config import OperatorConfig
 from kubemaker.controllers.training_logs import TrainingLogMetrics
 from kubemaker.failures import FailureKind, failure
-from kubemaker.kube import EVENTS, JOBS, SERVICES, ApiError, Kube, Resource
+from kubemaker.kube import EVENTS, JOBS, PODS, SERVICES, ApiError, Kube, Resource
 from kubemaker.planners.training import REFUSAL_CHECK_SECONDS, plan_training
 from kubemaker.planners.training_status import (
     Observation,
@@ -292,6 +292,8 @@ class TrainingController:
             deleted = await self.kube.delete(JOBS, namespace, job_name, uid=uid)
             if deleted:
                 logger.info("Deleted Job %s/%s", namespace, job_name)
+        for pod_name, deadline in plan.expire_pods:
+            await self._expire_pod(namespace, pod_name, deadline)
         if plan.delete_service:
             await self.kube.delete(SERVICES, namespace, naming.service_name(name))
         for event in plan.events:
@@ -363,6 +365,22 @@ class TrainingController:
         )
         if await self._write_status(key, current, new_status):
             self.events.post(current, "Warning", "Failed", str(new_status.failure_reason))
+
+    async def _expire_pod(self, namespace: str, name: str, deadline: int) -> None:
+        """Stop a pod in place: past its activeDeadlineSeconds the kubelet ends it (as at
+        a deletion, with the grace period) and the pod stays, with its logs."""
+        patch = {"spec": {"activeDeadlineSeconds": deadline}}
+        try:
+            await self.kube.merge_patch(PODS, namespace, name, patch)
+        except ApiError as exc:
+            if exc.not_found:
+                return  # gone already
+            if exc.invalid:
+                # Already has a shorter deadline (it may only be lowered): it is stopping.
+                logger.debug("Pod %s/%s keeps its deadline: %s", namespace, name, exc)
+                return
+            raise
+        logger.info("Stopping pod %s/%s (activeDeadlineSeconds %d)", namespace, name, deadline)
 
     async def _write_status(
         self, key: Key, body: dict[str, Any], status: TrainingJobStatus

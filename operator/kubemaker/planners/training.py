@@ -18,6 +18,7 @@ Status machine (SageMaker's, see docs/trainingjob.md):
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -159,7 +160,8 @@ def plan_training(obs: Observation) -> Plan:
 
     found = _agent_failure(pods) or _permanent_waiting(pods)
     if found is not None:
-        plan.delete_jobs.append((job.name, job.uid))
+        # The attempt's pods stop in place: their logs say what went wrong.
+        _expire(plan, pods)
         if found.retryable:
             _retry_or_fail(plan, obs, attempt, found.message)
         else:
@@ -445,14 +447,33 @@ def _retry_or_fail(plan: Plan, obs: Observation, attempt: int, reason: str) -> N
 
 
 def _plan_stopping(plan: Plan, job: JobView | None, pods: Sequence[PodView]) -> None:
+    """Stop the pods in place (their logs stay for ``kubectl logs``); a Job none of whose
+    pods has started on a node (queued, refused, unschedulable) is deleted, as nothing
+    ran that left a log (and a pod never started has no deadline to pass)."""
     cause = plan.status.secondary_status
     if cause not in STOP_CAUSES:
         cause = Step.STOPPING
-    if job is not None and not job.deleting:
+    started = any(p.start_time for p in pods)
+    if job is not None and not job.deleting and not job.failed_reason and not started:
         plan.delete_jobs.append((job.name, job.uid))
-    if job is None and all(p.terminal for p in pods):
-        # Every pod has ended (or is gone): the agents have uploaded what there was.
+    elif started:
+        _expire(plan, pods)
+    ended = all(p.terminal for p in pods)
+    if ended and (pods or job is None or job.deleting or job.failed_reason or job.complete):
+        # Every pod has ended: the agents have uploaded what there was.
         stopped(plan, Step.STOPPED if cause == Step.STOPPING else cause, None)
+
+
+def _expire(plan: Plan, pods: Sequence[PodView]) -> None:
+    """Stop the running pods through their activeDeadlineSeconds: the kubelet ends them
+    as it would at a deletion, and they stay (Failed, DeadlineExceeded) until the TTL."""
+    for pod in pods:
+        if pod.terminal or pod.deleting or pod.expiring:
+            continue
+        started = parse_time(pod.start_time)
+        # Due a second from now (a pod not started yet: a second after it starts).
+        elapsed = (plan.now - started).total_seconds() if started is not None else 0.0
+        plan.expire_pods.append((pod.name, max(1, math.ceil(elapsed) + 1)))
 
 
 def _reports_by_index(obs: Observation, attempt: int) -> list[AgentReport]:

@@ -112,6 +112,10 @@ class Plan:
     create_attempt: int | None = None
     runtime_used: float = 0.0
     delete_jobs: list[tuple[str, str]] = field(default_factory=list)
+    # Pods to stop in place: (name, activeDeadlineSeconds). The kubelet stops them as at
+    # a deletion (SIGTERM, the grace period, sidecars last), and they stay, with their
+    # logs, until the TrainingJob's TTL deletes the Job.
+    expire_pods: list[tuple[str, int]] = field(default_factory=list)
     delete_service: bool = False
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None

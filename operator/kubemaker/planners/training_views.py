@@ -88,6 +88,8 @@ class PodView:
     disruption: str | None = None  # why it was disrupted (eviction, preemption, node loss)
     unschedulable: str | None = None
     start_time: str | None = None
+    # The operator set the pod's activeDeadlineSeconds to stop it (the pod stays).
+    expiring: bool = False
     agent: ContainerView | None = None
     algorithm: ContainerView | None = None
     # Parsed once, when the pod is observed: the agent's termination message, or why
@@ -135,6 +137,7 @@ class PodView:
             disruption=disruption,
             unschedulable=unschedulable,
             start_time=status.get("startTime"),
+            expiring=(body.get("spec") or {}).get("activeDeadlineSeconds") is not None,
             agent=agent,
             algorithm=containers.get(ALGORITHM_CONTAINER),
             agent_report=report,
