@@ -10,7 +10,9 @@ with 1-row and 100-row CSV requests. Prints requests/s, p50 and p99 of each, and
 - p50 added by the router <= 1 ms
 
 On a small machine wrk, the router and the server share the cores: the router's cost
-shows up as the server's lost CPU as well as its own hop.
+shows up as the server's lost CPU as well as its own hop. ``--own-cpu`` gives the router
+a CPU of its own (the last one; the server and wrk get the others), as its pods have on
+a cluster, where the router's Deployment requests its own CPU: what is left is the hop.
 
 Also printed: the router's CPU time per request (its processes' user + system time
 over the run, divided by the requests), the figure the optimisations act on and the
@@ -20,7 +22,7 @@ Needs ``wrk``. Exit code 0 when every target is met, 1 when one is missed, 2 whe
 benchmark could not run.
 
     .venv/bin/python benchmarks/router.py [--duration 10] [--repeats 3]
-        [--server-workers 1] [--router-workers 1] [--router-loop auto]
+        [--server-workers 1] [--router-workers 1] [--router-loop auto] [--own-cpu]
 """
 
 from __future__ import annotations
@@ -45,13 +47,16 @@ TARGET_RPS_RATIO = 0.85
 TARGET_ADDED_P50_MS = 1.0
 
 
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start(
+    command: list[str], env: dict[str, str], log: Path, cpus: set[int] | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         command,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
         start_new_session=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     )
 
 
@@ -74,8 +79,21 @@ def main() -> int:
         "--router-loop", choices=LOOPS, default=None,
         help="the router's event loop (KUBEMAKER_ROUTER_LOOP; default: the router's own)",
     )  # fmt: skip
+    parser.add_argument(
+        "--own-cpu", action="store_true",
+        help="pin the router to the last CPU and the server and wrk to the others",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    router_cpus: set[int] | None = None
+    if args.own_cpu:
+        if len(cpus) < 2:
+            print("--own-cpu needs at least 2 CPUs", file=sys.stderr)
+            return 2
+        router_cpus = {cpus[-1]}
+        # This process, and so the server and every wrk it starts, on the other CPUs.
+        os.sched_setaffinity(0, set(cpus[:-1]))
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
@@ -115,6 +133,7 @@ def main() -> int:
          "--port", str(router_port), "--workers", str(args.router_workers)],
         dict(common, **({LOOP_ENV: args.router_loop} if args.router_loop else {})),
         workdir / "router.log",
+        router_cpus,
     )  # fmt: skip
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     try:
@@ -123,7 +142,9 @@ def main() -> int:
         for url in (server_url, router_url):  # warm every worker and the router's pool
             base.run_wrk(url + "/invocations", workdir / "one.csv", script, 2)
         print(
-            f"cores: {os.cpu_count()}; server: {args.server_workers} worker(s); router: "
+            f"cores: {os.cpu_count()}"
+            + (f" (router alone on CPU {cpus[-1]})" if router_cpus else " (shared)")
+            + f"; server: {args.server_workers} worker(s); router: "
             f"{args.router_workers} worker(s), loop {args.router_loop or 'default'}; "
             f"wrk: {base.CONNECTIONS} connections, "
             f"{args.repeats} x {args.duration}s per payload and path",
