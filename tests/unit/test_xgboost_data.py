@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from kubemaker_runtime.algorithms.xgboost import data
+from kubemaker_runtime.algorithms.xgboost.hyperparameters import metric_definitions
 from kubemaker_runtime.algorithms.xgboost.metrics import (
     cloudwatch_rendering,
     format_round,
-    metric_definitions,
     parse_eval_line,
 )
 from kubemaker_runtime.algorithms.xgboost.serve import encode_csv

@@ -384,6 +384,29 @@ def xgboost_params(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]
     return params, notes
 
 
+CHANNELS = ("train", "validation")
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    """SageMaker's built-in metric definitions for XGBoost: name, regex, direction.
+
+    Here, not in :mod:`.metrics`, because the operator reads them (a TuningJob's
+    objective must be one of them) and must not import xgboost.
+    """
+    definitions = []
+    for channel in CHANNELS:
+        for metrics, direction in ((MAXIMIZE_METRICS, "Maximize"), (MINIMIZE_METRICS, "Minimize")):
+            for metric in metrics:
+                definitions.append(
+                    {
+                        "Name": f"{channel}:{metric}",
+                        "Regex": rf".*\[[0-9]+\].*#011{channel}-{metric}:(\S+)",
+                        "Direction": direction,
+                    }
+                )
+    return definitions
+
+
 def tunable_ranges() -> dict[str, dict[str, Any]]:
     """What a TuningJob may search: SageMaker's ParameterRanges shape, by name."""
     ranges: dict[str, dict[str, Any]] = {}

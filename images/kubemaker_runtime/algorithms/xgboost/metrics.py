@@ -18,35 +18,12 @@ from typing import Any
 
 import xgboost as xgb
 
-from kubemaker_runtime.algorithms.xgboost.hyperparameters import (
-    MAXIMIZE_METRICS,
-    MINIMIZE_METRICS,
-)
-
 logger = logging.getLogger(__name__)
-
-CHANNELS = ("train", "validation")
 
 
 def cloudwatch_rendering(line: str) -> str:
     """A log line as CloudWatch shows it (syslog escapes a tab as ``#011``)."""
     return line.replace("\t", "#011")
-
-
-def metric_definitions() -> list[dict[str, str]]:
-    """SageMaker's built-in metric definitions for XGBoost: name, regex, direction."""
-    definitions = []
-    for channel in CHANNELS:
-        for metrics, direction in ((MAXIMIZE_METRICS, "Maximize"), (MINIMIZE_METRICS, "Minimize")):
-            for metric in metrics:
-                definitions.append(
-                    {
-                        "Name": f"{channel}:{metric}",
-                        "Regex": rf".*\[[0-9]+\].*#011{channel}-{metric}:(\S+)",
-                        "Direction": direction,
-                    }
-                )
-    return definitions
 
 
 def metric_name(data_name: str, metric: str) -> str:
