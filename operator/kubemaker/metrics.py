@@ -140,6 +140,13 @@ class EndpointSeries:
                 VARIANT_INSTANCES.remove(key[0], name, variant, state)
 
 
+TUNING_BEST_OBJECTIVE = Gauge(
+    "kubemaker_tuning_best_objective",
+    "A TuningJob's best final objective value so far (its bestTrainingJob's).",
+    ["namespace", "tuningjob", "metric"],
+)
+
+
 class StatusTally:
     """Keeps the ``kubemaker_jobs`` gauge equal to the statuses of the tracked objects."""
 

@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
     from kubemaker import metrics
     from kubemaker.config import ConfigError, load_config
-    from kubemaker.controllers import endpoint, training
+    from kubemaker.controllers import endpoint, training, tuning
     from kubemaker.kube import Kube, load_configuration
 
     kopf.configure(
@@ -208,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
     endpoints = endpoint.EndpointController(
         kube, config, workers=max(1, args.workers), post_events=args.events
     )
+    tuner = tuning.TuningController(
+        kube, config, workers=max(1, args.workers), post_events=args.events
+    )
     registry = kopf.OperatorRegistry()
 
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -223,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
     kopf.on.login(registry=registry, id="kubemaker_login")(login)
     training.register(registry)
     endpoint.register(registry)
+    tuning.register(registry)
 
     if args.metrics_port >= 0:
         metrics.serve(args.metrics_port, args.metrics_address)
@@ -242,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=liveness,
-            memo=kopf.Memo(training=trainer, endpoints=endpoints),
+            memo=kopf.Memo(training=trainer, endpoints=endpoints, tuning=tuner),
         )
     finally:
         kube.close()

@@ -108,13 +108,19 @@ def test_rbac_is_least_privilege(cluster: LocalCluster, tmp_path: Path) -> None:
     assert ("kubemaker.io", "trainingjobs/status", "patch") in granted
     assert ("", "pods/log", "get") in granted
     assert ("", "events", "create") in granted
-    # Only what the operator uses: its spec is never written, no kind without a controller.
-    assert ("kubemaker.io", "trainingjobs", "patch") not in granted
+    # Only what the operator uses: no kind without a controller; of the specs, only a
+    # TuningJob's trials are written (created, and stopped through spec.stop).
+    assert ("kubemaker.io", "trainingjobs", "create") in granted
+    assert ("kubemaker.io", "trainingjobs", "patch") in granted
+    assert ("kubemaker.io", "trainingjobs", "delete") not in granted
+    assert ("kubemaker.io", "tuningjobs", "patch") not in granted
     assert {resource for group, resource, _ in granted if group == "kubemaker.io"} == {
         "trainingjobs",
         "trainingjobs/status",
         "endpoints",
         "endpoints/status",
+        "tuningjobs",
+        "tuningjobs/status",
     }
     # An Endpoint's children: the operator patches them in place (replicas, routing table).
     assert ("apps", "deployments", "patch") in granted
@@ -186,7 +192,8 @@ def test_install_into_the_cluster(cluster: LocalCluster, namespace: str, tmp_pat
         assert can("delete", "services", "default")
         assert can("get", "pods/log", "default")
         assert can("create", "events", "default")
-        assert not can("patch", "trainingjobs.kubemaker.io", "default")
+        assert can("patch", "trainingjobs.kubemaker.io", "default")  # a trial's spec.stop
+        assert not can("delete", "trainingjobs.kubemaker.io", "default")
         assert not can("get", "secrets", "default")
         assert not can("delete", "pods", "default")
         assert can("create", "deployments.apps", "default")  # an Endpoint's fleets

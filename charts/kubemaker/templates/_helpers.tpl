@@ -61,13 +61,17 @@ The operator's permissions: exactly what its controllers do, no wildcards.
 {{- define "kubemaker.rules" -}}
 {{- /*
 Exactly what the operator uses (docs/helm.md). Kinds without a controller yet
-(tuningjobs, batchtransforms) are left out: nothing watches them.
+(batchtransforms) are left out: nothing watches them.
 */}}
 - apiGroups: ["kubemaker.io"]
-  resources: ["trainingjobs", "endpoints"]
+  resources: ["trainingjobs", "endpoints", "tuningjobs"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["kubemaker.io"]
-  resources: ["trainingjobs/status", "endpoints/status"]
+  # a TuningJob's trials: created, and stopped through spec.stop
+  resources: ["trainingjobs"]
+  verbs: ["create", "patch"]
+- apiGroups: ["kubemaker.io"]
+  resources: ["trainingjobs/status", "endpoints/status", "tuningjobs/status"]
   verbs: ["patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]

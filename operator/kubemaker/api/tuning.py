@@ -623,6 +623,14 @@ class TuningJobStatus(StatusBase):
         default=None, description="Progress toward the completion criteria."
     )
     consumed_resources: ConsumedResources | None = Field(default=None, description="Runtime used.")
+    completion_reason: str | None = Field(
+        default=None,
+        max_length=1024,
+        description=(
+            "Why the search ended: the budget spent, a completion criterion met, the "
+            "runtime limit, or a stop."
+        ),
+    )
 
 
 TUNING_JOB = ResourceInfo(

@@ -1,0 +1,62 @@
+"""What the TuningJob planner reads of its trials: a small view of each child TrainingJob.
+
+The controller keeps one :class:`TrialView` per TrainingJob labelled
+``kubemaker.io/tuning-job`` in a kopf index; the planner turns them into search trials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubemaker.builders import tuning as tb
+
+
+@dataclass(frozen=True)
+class TrialView:
+    name: str
+    index: int
+    training_job_status: str | None  # the child's trainingJobStatus (None: not started)
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    final_metrics: Mapping[str, float] = field(default_factory=dict)
+    failure_reason: str | None = None
+    stop_requested: bool = False
+    creation_time: str | None = None
+    training_start_time: str | None = None
+    training_end_time: str | None = None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TrialView | None:
+        meta = body.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        owner = labels.get(tb.LABEL_TUNING_JOB)
+        index = tb.trial_index(str(owner), str(meta.get("name"))) if owner else None
+        if index is None:
+            return None
+        spec = body.get("spec") or {}
+        status = body.get("status") or {}
+        metrics: dict[str, float] = {}
+        for item in status.get("finalMetricDataList") or ():
+            try:
+                metrics[str(item["metricName"])] = float(item["value"])
+            except (KeyError, TypeError, ValueError):
+                continue
+        return cls(
+            name=str(meta.get("name")),
+            index=index,
+            training_job_status=status.get("trainingJobStatus"),
+            hyperparameters={
+                str(k): str(v) for k, v in (spec.get("hyperParameters") or {}).items()
+            },
+            final_metrics=metrics,
+            failure_reason=status.get("failureReason"),
+            stop_requested=bool(spec.get("stop")),
+            creation_time=meta.get("creationTimestamp"),
+            training_start_time=status.get("trainingStartTime"),
+            training_end_time=status.get("trainingEndTime"),
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.training_job_status in (None, "InProgress", "Stopping")

@@ -1,0 +1,250 @@
+"""TuningJobs on the local control plane, by the operator under the chart's ServiceAccount.
+
+Each trial is a TrainingJob whose pods KWOK plays: the template's pod annotations make
+every trial run a few seconds and report the same objective through the agent's report
+(tests/cluster/kwok/stages/pod.yaml). What the search suggests and how it learns is the
+unit and data-plane tests' part; here: parallelism, the budget, stop, restarts, deletion.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+pytest.register_assert_rewrite("operator_harness")
+from operator_harness import (  # noqa: E402
+    BUCKET,
+    GROUP,
+    KWOK,
+    VERSION,
+    Kube,
+    OperatorProcess,
+    condition,
+    wait_for,
+)
+
+pytestmark = pytest.mark.cluster
+pytest_plugins = ("operator_harness",)
+
+PLURAL = "tuningjobs"
+LABEL = "kubemaker.io/tuning-job"
+
+
+def tuning_job(
+    name: str, *, jobs: int = 4, parallel: int = 2, duration: str = "3s"
+) -> dict[str, Any]:
+    report = {
+        "version": 2,
+        "outcome": "Completed",
+        "modelArtifacts": f"{BUCKET}/models/trial/output/model.tar.gz",
+        "finalMetrics": {"validation:auc": 0.9},
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TuningJob",
+        "metadata": {"name": name},
+        "spec": {
+            "hyperParameterTuningJobConfig": {
+                "strategy": "Random",
+                "randomSeed": 7,
+                "hyperParameterTuningJobObjective": {
+                    "type": "Maximize",
+                    "metricName": "validation:auc",
+                },
+                "resourceLimits": {
+                    "maxNumberOfTrainingJobs": jobs,
+                    "maxParallelTrainingJobs": parallel,
+                },
+                "parameterRanges": {
+                    "continuousParameterRanges": [
+                        {"name": "eta", "minValue": 0.1, "maxValue": 0.5}
+                    ],
+                    "integerParameterRanges": [{"name": "max_depth", "minValue": 3, "maxValue": 9}],
+                },
+            },
+            "trainingJobDefinition": {
+                "algorithmSpecification": {"algorithmName": "xgboost"},
+                "staticHyperParameters": {"num_round": "10", "objective": "binary:logistic"},
+                "inputDataConfig": [{"channelName": "train", "uri": f"{BUCKET}/data/train"}],
+                "outputDataConfig": {"s3OutputPath": f"{BUCKET}/models"},
+                "resourceConfig": {"instanceType": "ml.m5.large", "instanceCount": 1},
+                "podOverrides": {
+                    "annotations": {
+                        KWOK + "duration": duration,
+                        KWOK + "agent-report": json.dumps(report),
+                    }
+                },
+            },
+        },
+    }
+
+
+class Tuning:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.kube.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.kube.namespace, PLURAL, body
+        )
+        return result
+
+    def status(self, name: str) -> dict[str, Any]:
+        body = self.kube.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.kube.namespace, PLURAL, name
+        )
+        return dict(body.get("status") or {})
+
+    def wait(self, name: str, state: str, timeout: float = 120.0) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            status = self.status(name)
+            return status if status.get("hyperParameterTuningJobStatus") == state else None
+
+        try:
+            return wait_for(f"{name} to be {state}", reached, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; status now: {json.dumps(self.status(name))}") from exc
+
+    def trials(self, name: str) -> list[dict[str, Any]]:
+        listed = self.kube.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.kube.namespace, "trainingjobs", label_selector=f"{LABEL}={name}"
+        )
+        return sorted(listed["items"], key=lambda t: t["metadata"]["name"])
+
+
+def running(trials: list[dict[str, Any]]) -> int:
+    done = {"Completed", "Failed", "Stopped"}
+    return sum((t.get("status") or {}).get("trainingJobStatus") not in done for t in trials)
+
+
+def test_a_search_runs_its_budget_at_most_parallel_trials_at_a_time(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    tuning = Tuning(kube)
+    created = tuning.create(tuning_job("search", jobs=4, parallel=2))
+    most = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        trials = tuning.trials("search")
+        most = max(most, running(trials))
+        status = tuning.status("search")
+        if status.get("hyperParameterTuningJobStatus") == "Completed":
+            break
+        time.sleep(0.2)  # sampling the running count: every state must be seen
+    status = tuning.wait("search", "Completed", timeout=5)
+    trials = tuning.trials("search")
+    assert [t["metadata"]["name"] for t in trials] == [f"search-00{i}" for i in range(1, 5)]
+    assert most <= 2
+    owner = trials[0]["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"]) == ("TuningJob", created["metadata"]["uid"])
+    tuned = {json.dumps(t["spec"]["hyperParameters"], sort_keys=True) for t in trials}
+    assert len(tuned) == 4  # four different points
+    for trial in trials:
+        hyper = trial["spec"]["hyperParameters"]
+        assert 0.1 <= float(hyper["eta"]) <= 0.5 and 3 <= int(hyper["max_depth"]) <= 9
+        assert hyper["num_round"] == "10"
+    assert status["trainingJobStatusCounters"]["completed"] == 4
+    assert status["objectiveStatusCounters"]["succeeded"] == 4
+    best = status["bestTrainingJob"]
+    assert best["finalHyperParameterTuningJobObjectiveMetric"]["value"] == 0.9
+    assert best["trainingJobName"] == "search-001"  # ties: the earliest
+    assert "all 4 training jobs" in status["completionReason"]
+    assert condition(status, "Ready") == ("True", "Completed")
+
+
+def test_stop_stops_the_running_trials(operator: OperatorProcess, kube: Kube) -> None:
+    tuning = Tuning(kube)
+    tuning.create(tuning_job("halted", jobs=6, parallel=2, duration="3600s"))
+    wait_for("two running trials", lambda: running(tuning.trials("halted")) == 2)
+    kube.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, kube.namespace, PLURAL, "halted", {"spec": {"stop": True}}
+    )
+    status = tuning.wait("halted", "Stopped")
+    trials = tuning.trials("halted")
+    assert len(trials) == 2
+    assert all(t["spec"]["stop"] for t in trials)
+    assert {t["status"]["trainingJobStatus"] for t in trials} == {"Stopped"}
+    assert status["trainingJobStatusCounters"]["stopped"] == 2
+
+
+def test_a_killed_operator_neither_repeats_nor_loses_a_trial(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    tuning = Tuning(kube)
+    tuning.create(tuning_job("restarted", jobs=4, parallel=2, duration="4s"))
+    wait_for("the first trials", lambda: len(tuning.trials("restarted")) >= 1)
+    operator.kill()
+    operator.start()
+    tuning.wait("restarted", "Completed")
+    names = [t["metadata"]["name"] for t in tuning.trials("restarted")]
+    assert names == [f"restarted-00{i}" for i in range(1, 5)]
+
+
+def test_deleting_a_tuningjob_deletes_its_trials(operator: OperatorProcess, kube: Kube) -> None:
+    tuning = Tuning(kube)
+    tuning.create(tuning_job("gone", jobs=2, parallel=2, duration="3600s"))
+    wait_for("the trials", lambda: len(tuning.trials("gone")) == 2)
+    kube.custom.delete_namespaced_custom_object(GROUP, VERSION, kube.namespace, PLURAL, "gone")
+    wait_for("the trials to go", lambda: tuning.trials("gone") == [], timeout=60)
+
+
+def test_an_objective_no_metric_produces_fails_before_any_trial(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    tuning = Tuning(kube)
+    body = tuning_job("unknown")
+    objective = body["spec"]["hyperParameterTuningJobConfig"]["hyperParameterTuningJobObjective"]
+    objective["metricName"] = "validation:nothing"
+    tuning.create(body)
+    status = tuning.wait("unknown", "Failed")
+    assert status["failureReason"].startswith(
+        "ClientError: spec.hyperParameterTuningJobConfig.hyperParameterTuningJobObjective"
+        ".metricName: no metric definition produces 'validation:nothing'"
+    )
+    assert tuning.trials("unknown") == []
+    with pytest.raises(ApiException):
+        kube.custom.get_namespaced_custom_object(
+            GROUP, VERSION, kube.namespace, "trainingjobs", "unknown-001"
+        )
+
+
+def test_an_endpoint_deploys_the_best_trial_of_a_tuningjob(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    tuning = Tuning(kube)
+    tuning.create(tuning_job("best", jobs=2, parallel=2, duration="2s"))
+    endpoint = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Endpoint",
+        "metadata": {"name": "best-ep"},
+        "spec": {
+            "productionVariants": [
+                {
+                    "variantName": "AllTraffic",
+                    "model": {"tuningJobRef": {"name": "best"}},
+                    "instanceType": "ml.m5.large",
+                }
+            ]
+        },
+    }
+    kube.custom.create_namespaced_custom_object(
+        GROUP, VERSION, kube.namespace, "endpoints", endpoint
+    )
+
+    def in_service() -> dict[str, Any] | None:
+        body = kube.custom.get_namespaced_custom_object(
+            GROUP, VERSION, kube.namespace, "endpoints", "best-ep"
+        )
+        status = body.get("status") or {}
+        return status if status.get("endpointStatus") == "InService" else None
+
+    status = wait_for("the Endpoint of the best trial", in_service, timeout=120)
+    best = tuning.status("best")["bestTrainingJob"]["trainingJobName"]
+    trained = kube.custom.get_namespaced_custom_object(
+        GROUP, VERSION, kube.namespace, "trainingjobs", best
+    )["status"]["modelArtifacts"]["s3ModelArtifacts"]
+    assert status["productionVariants"][0]["modelDataUrl"] == trained
