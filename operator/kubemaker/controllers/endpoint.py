@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 KIND = "Endpoint"
 ENDPOINTS = Resource(GROUP, VERSION, "endpoints")
 TRAININGJOBS = Resource(GROUP, VERSION, "trainingjobs")
+TUNINGJOBS = Resource(GROUP, VERSION, "tuningjobs")
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
 CONFIGMAPS = Resource("", "v1", "configmaps")
 PDBS = Resource("policy", "v1", "poddisruptionbudgets")
@@ -202,7 +203,7 @@ class EndpointController:
         try:
             spec = parse_object(Endpoint, body).spec
         except ValidationError as exc:
-            message = failure(FailureKind.VALIDATION, validation_message(exc, prefix="")).message
+            message = failure(FailureKind.VALIDATION, validation_message(exc, prefix="")).reason
             status = stored.model_copy(
                 update={"endpoint_status": "Failed", "failure_reason": message}
             )
@@ -322,10 +323,16 @@ class EndpointController:
             source = variant.model
             where = f"variant {variant.variant_name}"
             if source.tuning_job_ref is not None:
-                result[variant.variant_name] = ModelState(
-                    error="tuningJobRef: this operator has no TuningJob controller yet; "
-                    "use trainingJobRef (the best job) or modelDataUrl"
-                )
+                tuning_name = source.tuning_job_ref.name
+                self.waiting_on.setdefault((namespace, f"tuningjob/{tuning_name}"), set()).add(key)
+                tuning = await self.kube.get(TUNINGJOBS, namespace, tuning_name)
+                best, state = _best_trial(tuning, tuning_name)
+                if best is None:
+                    result[variant.variant_name] = state
+                    continue
+                self.waiting_on.setdefault((namespace, best), set()).add(key)
+                job = await self.kube.get(TRAININGJOBS, namespace, best)
+                result[variant.variant_name] = _job_model(job, best, source, self.config, where)
                 continue
             if source.training_job_ref is None:
                 try:
@@ -439,6 +446,25 @@ def _job_model(
         return ModelState(error=str(exc))
 
 
+def _best_trial(tuning: dict[str, Any] | None, name: str) -> tuple[str | None, ModelState]:
+    """The best trial of a finished TuningJob, or why there is none (yet)."""
+    if tuning is None:
+        return None, ModelState(error=f"tuningJobRef: TuningJob {name} does not exist")
+    status = tuning.get("status") or {}
+    state = status.get("hyperParameterTuningJobStatus")
+    best = (status.get("bestTrainingJob") or {}).get("trainingJobName")
+    if state == "Failed":
+        reason = status.get("failureReason") or state
+        return None, ModelState(error=f"tuningJobRef: TuningJob {name} is Failed: {reason}")
+    if state not in ("Completed", "Stopped"):
+        return None, ModelState(waiting=f"TuningJob {name} is {state or 'not started'}")
+    if not best:
+        return None, ModelState(
+            error=f"tuningJobRef: TuningJob {name} is {state} with no trial that has an objective"
+        )
+    return str(best), ModelState()
+
+
 def _needs_metrics(spec: EndpointSpec) -> bool:
     """Metrics serve the routers (versions, alarms) and the autoscaler, which needs one."""
     return eb.needs_router(spec)
@@ -530,6 +556,10 @@ async def on_training_job(
     controller(memo).observe_training_job(namespace, str(name))
 
 
+async def on_tuning_job(namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any) -> None:
+    controller(memo).observe_training_job(namespace, f"tuningjob/{name}")
+
+
 async def on_startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     settings.watching.label_selectors["apps", "v1", "deployments"] = eb.LABEL_ENDPOINT
     controller(memo).start(kwargs[FLEETS_INDEX], kwargs[PODS_INDEX])
@@ -555,4 +585,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.on.event("v1", "pods", labels=selector, registry=registry, id="endpoint_pod")(on_child)
     kopf.on.event(GROUP, VERSION, "trainingjobs", registry=registry, id="endpoint_trainingjob")(
         on_training_job
+    )
+    kopf.on.event(GROUP, VERSION, "tuningjobs", registry=registry, id="endpoint_tuningjob")(
+        on_tuning_job
     )

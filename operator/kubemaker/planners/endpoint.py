@@ -432,7 +432,7 @@ def _conditions(obs: Observation, state: str, message: str) -> list[Any]:
 def _fail(
     obs: Observation, plan: Plan, message: str, kind: FailureKind = FailureKind.VALIDATION
 ) -> Plan:
-    text = failure(kind, message).message
+    text = failure(kind, message).reason
     status = plan.status
     if status.endpoint_status != "Failed" or status.failure_reason != text:
         plan.events.append(Event("Warning", "Failed", text))
