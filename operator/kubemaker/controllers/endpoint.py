@@ -18,7 +18,6 @@ What the planner cannot see in the children it is given here:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -39,14 +38,13 @@ from kubemaker.builders import naming
 from kubemaker.builders.errors import validation_message
 from kubemaker.config import OperatorConfig
 from kubemaker.failures import FailureKind, failure
-from kubemaker.kube import SERVICES, ApiError, Kube, Resource
+from kubemaker.kube import SERVICES, Kube, Resource
 from kubemaker.planners import endpoint_metrics as em
 from kubemaker.planners.endpoint import ModelState, Observation, Plan, Traffic, plan_endpoint
 from kubemaker.planners.endpoint_views import FleetView, PodProblem
 from kubemaker.reconcile import scrape
-from kubemaker.reconcile.bodies import parse_object, resource_version, slim, status_patch
-from kubemaker.reconcile.events import Background, EventPoster
-from kubemaker.reconcile.queue import WorkQueue, run_workers
+from kubemaker.reconcile.bodies import parse_object
+from kubemaker.reconcile.controller import RESYNC_SECONDS, Key, KindController
 from kubemaker_runtime.routing import ROUTES_FILE, RoutingTable
 
 logger = logging.getLogger(__name__)
@@ -70,31 +68,27 @@ FLEETS_INDEX = "endpoint_fleets"
 PODS_INDEX = "endpoint_pods"
 CHILD_EVENT_DELAY = 0.5
 DEADLINE_SLACK = 0.2
-RESYNC_SECONDS = 300.0
 # Snapshots kept per endpoint: enough for the longest alarm window at the sampling rate.
 HISTORY = 400
 STATUS_FIELDS = frozenset(f.alias or name for name, f in EndpointStatus.model_fields.items())
-
-Key = tuple[str, str]
 
 
 def _key(namespace: str | None, name: str) -> Key:
     return (namespace or "default", eb.base_name(name))
 
 
-class EndpointController:
+class EndpointController(KindController):
     """Caches, work queue and reconcile of Endpoints."""
+
+    kind = KIND
+    resource = ENDPOINTS
+    status_fields = STATUS_FIELDS
 
     def __init__(
         self, kube: Kube, config: OperatorConfig, *, workers: int = 8, post_events: bool = True
     ) -> None:
-        self.kube = kube
+        super().__init__(kube, workers=workers, post_events=post_events)
         self.config = config
-        self.workers = workers
-        self.queue: WorkQueue[Key] = WorkQueue()
-        self.background = Background()
-        self.events = EventPoster(kube, KIND, self.background, enabled=post_events)
-        self.bodies: dict[Key, dict[str, Any]] = {}
         # (namespace, plural, name) -> (hash of the manifest applied, when): a child is
         # compared with the API again after RESYNC_SECONDS, so one deleted or edited by
         # hand is put back.
@@ -104,65 +98,37 @@ class EndpointController:
         self.waiting_on: dict[tuple[str, str], set[Key]] = {}  # TrainingJob -> endpoints
         self.fleets_index: kopf.Index[Key, FleetView] | None = None
         self.pods_index: kopf.Index[Key, PodProblem | scrape.ScrapeTarget] | None = None
-        self.tally = metrics.StatusTally(KIND)
         self.series = metrics.EndpointSeries()
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle ---
 
     def start(self, fleets: kopf.Index[Key, FleetView], pods: kopf.Index[Key, Any]) -> None:
         self.fleets_index = fleets
         self.pods_index = pods
-        self._tasks = [
-            asyncio.create_task(
-                run_workers(self.queue, self.workers, self.reconcile), name="endpoint-workers"
-            ),
-            asyncio.create_task(self._resync(), name="endpoint-resync"),
-        ]
+        self.start_workers()
 
     async def stop(self) -> None:
-        self.queue.close()
-        tasks = [*self._tasks, *self.background.tasks]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await super().stop()
         if self._session is not None:
             await self._session.close()
-
-    async def _resync(self) -> None:
-        while not self.queue.closed:
-            await asyncio.sleep(RESYNC_SECONDS)
-            for key in list(self.bodies):
-                self.queue.add(key)
 
     # --- what the watches tell us ---
 
     def observe_endpoint(self, event_type: str | None, body: kopf.Body) -> None:
         meta = body.get("metadata") or {}
-        key = _key(meta.get("namespace"), str(meta.get("name", "")))
-        if event_type == "DELETED":
-            self.series.forget(key, str(meta.get("name", "")))
-            self.bodies.pop(key, None)
-            self.tables.pop(key, None)
-            self.history.pop(key, None)
-            self.queue.discard(key)
-            self.tally.forget(key)
-            for waiting in self.waiting_on.values():
-                waiting.discard(key)
-            namespace, base = key
-            for child in [k for k in self.applied if k[0] == namespace]:
-                if child[2] == base or child[2].startswith(f"{base}-"):
-                    del self.applied[child]  # at worst another Endpoint's, looked up again
-            return
-        raw = slim(body)
-        cached = self.bodies.get(key)
-        if cached is not None:
-            old, new = resource_version(cached), resource_version(raw)
-            if old is not None and new is not None and new <= old:
-                return
-        self.bodies[key] = raw
-        self.queue.add(key, urgent=True)
+        self.observe(_key(meta.get("namespace"), str(meta.get("name", ""))), event_type, body)
+
+    def forget(self, key: Key, body: kopf.Body) -> None:
+        self.series.forget(key, str((body.get("metadata") or {}).get("name", "")))
+        self.tables.pop(key, None)
+        self.history.pop(key, None)
+        for waiting in self.waiting_on.values():
+            waiting.discard(key)
+        namespace, base = key
+        for child in [k for k in self.applied if k[0] == namespace]:
+            if child[2] == base or child[2].startswith(f"{base}-"):
+                del self.applied[child]  # at worst another Endpoint's, looked up again
 
     def observe_child(self, namespace: str | None, labels: kopf.Labels) -> None:
         owner = labels.get(eb.LABEL_ENDPOINT)
@@ -176,25 +142,6 @@ class EndpointController:
             self.queue.add(key)
 
     # --- reconcile ---
-
-    async def reconcile(self, key: Key) -> None:
-        body = self.bodies.get(key)
-        if body is None:
-            return
-        metrics.RECONCILES.labels(kind=KIND).inc()
-        started = time.monotonic()
-        try:
-            await self._reconcile(key, body)
-        except ApiError as exc:
-            if exc.not_found and key not in self.bodies:
-                return
-            delay = self.queue.add_rate_limited(key)
-            level = logging.DEBUG if exc.conflict else logging.WARNING
-            logger.log(level, "Endpoint %s/%s: %s (retrying in %.1fs)", *key, exc, delay)
-        else:
-            self.queue.forget(key)
-        finally:
-            metrics.RECONCILE_LATENCY.labels(kind=KIND).observe(time.monotonic() - started)
 
     async def _reconcile(self, key: Key, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -302,17 +249,7 @@ class EndpointController:
 
     async def _write_status(self, key: Key, body: dict[str, Any], status: EndpointStatus) -> bool:
         new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
-        diff = status_patch(body.get("status") or {}, new, STATUS_FIELDS)
-        if not diff:
-            return False
-        meta = body["metadata"]
-        patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": diff}
-        updated = await self.kube.merge_patch(
-            ENDPOINTS, meta.get("namespace"), meta["name"], patch, subresource="status"
-        )
-        if key in self.bodies:
-            self.bodies[key] = slim(updated)
-        return True
+        return await self.write_status(key, body, new)
 
     # --- what the children do not tell ---
 

@@ -13,7 +13,6 @@ instead of suggesting its index again (a create of that name would only find it)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -33,9 +32,8 @@ from kubemaker.failures import FailureKind, failure
 from kubemaker.kube import ApiError, Kube, Resource
 from kubemaker.planners.tuning import TERMINAL, Observation, plan_tuning
 from kubemaker.planners.tuning_views import TrialView
-from kubemaker.reconcile.bodies import parse_object, resource_version, slim, status_patch
-from kubemaker.reconcile.events import Background, EventPoster
-from kubemaker.reconcile.queue import WorkQueue, run_workers
+from kubemaker.reconcile.bodies import parse_object
+from kubemaker.reconcile.controller import Key, KindController
 
 logger = logging.getLogger(__name__)
 
@@ -46,73 +44,42 @@ TRIALS_INDEX = "tuningjob_trials"
 EXPECTATION_SECONDS = 60.0
 CHILD_EVENT_DELAY = 0.5
 DEADLINE_SLACK = 0.2
-RESYNC_SECONDS = 300.0
 STATUS_FIELDS = frozenset(f.alias or name for name, f in TuningJobStatus.model_fields.items())
 
-Key = tuple[str, str]
 
-
-class TuningController:
+class TuningController(KindController):
     """Caches, work queue and reconcile of TuningJobs."""
+
+    kind = KIND
+    resource = TUNINGJOBS
+    status_fields = STATUS_FIELDS
 
     def __init__(
         self, kube: Kube, config: OperatorConfig, *, workers: int = 8, post_events: bool = True
     ) -> None:
-        self.kube = kube
+        super().__init__(kube, workers=workers, post_events=post_events)
         self.config = config
-        self.workers = workers
-        self.queue: WorkQueue[Key] = WorkQueue()
-        self.background = Background()
-        self.events = EventPoster(kube, KIND, self.background, enabled=post_events)
-        self.bodies: dict[Key, dict[str, Any]] = {}
         self.recent: dict[Key, dict[str, tuple[TrialView, float]]] = {}
         self.trials_index: kopf.Index[Key, TrialView] | None = None
-        self.tally = metrics.StatusTally(KIND)
-        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, trials: kopf.Index[Key, TrialView]) -> None:
         self.trials_index = trials
-        self._tasks = [
-            asyncio.create_task(
-                run_workers(self.queue, self.workers, self.reconcile), name="tuningjob-workers"
-            ),
-            asyncio.create_task(self._resync(), name="tuningjob-resync"),
-        ]
-
-    async def stop(self) -> None:
-        self.queue.close()
-        tasks = [*self._tasks, *self.background.tasks]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _resync(self) -> None:
-        while not self.queue.closed:
-            await asyncio.sleep(RESYNC_SECONDS)
-            for key, body in list(self.bodies.items()):
-                if (body.get("status") or {}).get("hyperParameterTuningJobStatus") not in TERMINAL:
-                    self.queue.add(key)
+        self.start_workers(
+            settled=lambda body: (
+                (body.get("status") or {}).get("hyperParameterTuningJobStatus") in TERMINAL
+            )
+        )
 
     # --- what the watches tell us ---
 
     def observe_tuning_job(self, event_type: str | None, body: kopf.Body) -> None:
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace") or "default"), str(meta.get("name", "")))
-        if event_type == "DELETED":
-            self.bodies.pop(key, None)
-            self.recent.pop(key, None)
-            self.queue.discard(key)
-            self.tally.forget(key)
-            _forget_gauge(metrics.TUNING_BEST_OBJECTIVE, key)
-            return
-        raw = slim(body)
-        cached = self.bodies.get(key)
-        if cached is not None:
-            old, new = resource_version(cached), resource_version(raw)
-            if old is not None and new is not None and new <= old:
-                return
-        self.bodies[key] = raw
-        self.queue.add(key, urgent=True)
+        self.observe(key, event_type, body)
+
+    def forget(self, key: Key, body: kopf.Body) -> None:
+        self.recent.pop(key, None)
+        _forget_gauge(metrics.TUNING_BEST_OBJECTIVE, key)
 
     def observe_trial(self, namespace: str | None, labels: kopf.Labels) -> None:
         owner = labels.get(tb.LABEL_TUNING_JOB)
@@ -121,25 +88,6 @@ class TuningController:
             self.queue.add_after(key, CHILD_EVENT_DELAY)
 
     # --- reconcile ---
-
-    async def reconcile(self, key: Key) -> None:
-        body = self.bodies.get(key)
-        if body is None:
-            return
-        metrics.RECONCILES.labels(kind=KIND).inc()
-        started = time.monotonic()
-        try:
-            await self._reconcile(key, body)
-        except ApiError as exc:
-            if exc.not_found and key not in self.bodies:
-                return
-            delay = self.queue.add_rate_limited(key)
-            level = logging.DEBUG if exc.conflict else logging.WARNING
-            logger.log(level, "TuningJob %s/%s: %s (retrying in %.1fs)", *key, exc, delay)
-        else:
-            self.queue.forget(key)
-        finally:
-            metrics.RECONCILE_LATENCY.labels(kind=KIND).observe(time.monotonic() - started)
 
     async def _reconcile(self, key: Key, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -218,17 +166,7 @@ class TuningController:
 
     async def _write_status(self, key: Key, body: dict[str, Any], status: TuningJobStatus) -> bool:
         new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
-        diff = status_patch(body.get("status") or {}, new, STATUS_FIELDS)
-        if not diff:
-            return False
-        meta = body["metadata"]
-        patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": diff}
-        updated = await self.kube.merge_patch(
-            TUNINGJOBS, meta.get("namespace"), meta["name"], patch, subresource="status"
-        )
-        if key in self.bodies:
-            self.bodies[key] = slim(updated)
-        return True
+        return await self.write_status(key, body, new)
 
 
 def _forget_gauge(gauge: Any, key: Key) -> None:
