@@ -30,7 +30,7 @@ from kubemaker.api.endpoint import EndpointSpec, ProductionVariant
 from kubemaker.builders import naming
 from kubemaker.builders.errors import SpecError
 from kubemaker.builders.owner import Owner
-from kubemaker.builders.resources import instance_resources
+from kubemaker.builders.resources import instance_resources, place_pod
 from kubemaker.builders.security import (
     OWN_CONTAINER,
     container_security_context,
@@ -274,17 +274,7 @@ def build_fleet(
             {"name": "tmp", "emptyDir": {}},
         ],
     }
-    if resources.node_selector:
-        pod_spec["nodeSelector"] = dict(resources.node_selector)
-    if resources.tolerations:
-        pod_spec["tolerations"] = list(resources.tolerations)
-    if overrides is not None:
-        if overrides.service_account_name:
-            pod_spec["serviceAccountName"] = overrides.service_account_name
-        if overrides.priority_class_name:
-            pod_spec["priorityClassName"] = overrides.priority_class_name
-        if overrides.image_pull_secrets:
-            pod_spec["imagePullSecrets"] = [{"name": s.name} for s in overrides.image_pull_secrets]
+    place_pod(pod_spec, resources, overrides)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

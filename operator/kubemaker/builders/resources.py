@@ -127,3 +127,21 @@ def _unique(items: list[JSON]) -> list[JSON]:
             seen.add(key)
             result.append(item)
     return result
+
+
+def place_pod(pod_spec: JSON, resources: Resources, overrides: PodOverrides | None) -> None:
+    """Put a pod where its instance type goes (node selector, tolerations) and give it
+    what ``podOverrides`` asks of the pod itself (service account, priority class, image
+    pull secrets); every kind's pods get these the same way."""
+    if resources.node_selector:
+        pod_spec["nodeSelector"] = dict(resources.node_selector)
+    if resources.tolerations:
+        pod_spec["tolerations"] = list(resources.tolerations)
+    if overrides is None:
+        return
+    if overrides.service_account_name:
+        pod_spec["serviceAccountName"] = overrides.service_account_name
+    if overrides.priority_class_name:
+        pod_spec["priorityClassName"] = overrides.priority_class_name
+    if overrides.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s.name} for s in overrides.image_pull_secrets]
