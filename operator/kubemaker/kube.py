@@ -375,13 +375,17 @@ class Kube:
         tail_lines: int,
         limit_bytes: int,
         since_seconds: int | None = None,
+        timestamps: bool = False,
     ) -> str:
-        """The end of a container's log (``pods/log``), at most ``tail_lines`` lines."""
+        """The end of a container's log (``pods/log``), at most ``tail_lines`` lines;
+        ``timestamps``: each line starts with its RFC 3339 time and a space."""
         query = {
             "container": container,
             "tailLines": str(tail_lines),
             "limitBytes": str(limit_bytes),
         }
+        if timestamps:
+            query["timestamps"] = "true"
         if since_seconds is not None:
             query["sinceSeconds"] = str(max(1, since_seconds))
         call = functools.partial(

@@ -61,12 +61,26 @@ def compile_definitions(definitions: Sequence[MetricDefinition] | None) -> list[
     return compiled
 
 
+#: The most values of one metric kept in a series (the first ones: early stopping and
+#: Hyperband judge trials by their early steps).
+MAX_SERIES = 1000
+
+
 class MetricParser:
-    """The latest value of each metric seen so far in the lines fed to it."""
+    """The latest value of each metric seen so far in the lines fed to it, and each
+    metric's series: ``(step, value)`` where step n is the metric's n-th value in the log
+    (1, 2, ...), the "epoch" early stopping and Hyperband count in."""
 
     def __init__(self, definitions: Sequence[MetricDefinition] | None) -> None:
         self.metrics = compile_definitions(definitions)
         self.latest: dict[str, float] = {}
+        self.series: dict[str, list[tuple[int, float]]] = {}
+        self._counts: dict[str, int] = {}
+
+    def clear(self) -> None:
+        self.latest.clear()
+        self.series.clear()
+        self._counts.clear()
 
     def feed(self, line: str) -> dict[str, float]:
         """The metrics this line sets (also recorded in ``latest``)."""
@@ -76,6 +90,11 @@ class MetricParser:
             if value is not None:
                 found[metric.name] = value
         self.latest.update(found)
+        for name, value in found.items():
+            step = self._counts[name] = self._counts.get(name, 0) + 1
+            series = self.series.setdefault(name, [])
+            if len(series) < MAX_SERIES:
+                series.append((step, value))
         return found
 
     def feed_lines(self, lines: Iterable[str]) -> None:

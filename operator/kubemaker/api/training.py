@@ -610,6 +610,23 @@ class ModelArtifacts(StatusModel):
     )
 
 
+#: Annotation naming the metrics (comma-separated) whose series the status records; a
+#: TuningJob sets it on its trials to the objective metric.
+ANNOTATION_METRIC_SERIES = "kubemaker.io/metric-series"
+
+
+class MetricSeries(StatusModel):
+    """A metric's values during training, step by step (ours: SageMaker keeps them in
+    CloudWatch)."""
+
+    metric_name: str = Field(max_length=255, description="Name from metricDefinitions.")
+    attempt: int = Field(default=0, ge=0, description="The attempt whose log they come from.")
+    steps: list[int] = Field(
+        max_length=1000, description="Step n is the metric's n-th value in the log (1, 2, ...)."
+    )
+    values: list[float] = Field(max_length=1000, description="The value at each step.")
+
+
 class TrainingJobStatus(StatusBase):
     """Observed state of a TrainingJob: SageMaker's DescribeTrainingJob response."""
 
@@ -653,6 +670,13 @@ class TrainingJobStatus(StatusBase):
         description=(
             "Last value of each metric: from metricDefinitions applied to the logs, and what "
             "the algorithm wrote to /opt/ml/output/metrics.json."
+        ),
+    )
+    metric_series: list[MetricSeries] | None = Field(
+        default=None,
+        description=(
+            "Values of the metrics named by the kubemaker.io/metric-series annotation, "
+            "step by step, as far as the log has been read (every 10 s while it runs)."
         ),
     )
     training_image: str | None = Field(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from kubemaker import metrics
 from kubemaker.api.common import GROUP, VERSION
 from kubemaker.api.training import (
+    ANNOTATION_METRIC_SERIES,
     TERMINAL_TRAINING_STATUSES,
     TrainingJob,
     TrainingJobSpec,
@@ -93,6 +94,12 @@ def _key(namespace: str | None, name: str) -> Key:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def series_metrics(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """The metrics whose series the job's annotation asks for."""
+    text = str((meta.get("annotations") or {}).get(ANNOTATION_METRIC_SERIES) or "")
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 class TrainingController:
@@ -269,6 +276,8 @@ class TrainingController:
             expected_jobs=self._expected_jobs(key, {j.name for j in jobs}),
             reports=dict(self.reports.get(key, {})),
             log_metrics=self.logs.final(key),
+            log_series=self.logs.series(key),
+            series_metrics=series_metrics(meta),
             pod_refusals=(
                 {}
                 if status.get("trainingJobStatus") in TERMINAL_TRAINING_STATUSES
@@ -306,7 +315,7 @@ class TrainingController:
         if primary in TERMINAL_TRAINING_STATUSES:
             # Whatever the agents reported is in the status now.
             self.reports.pop(key, None)
-        self.logs.schedule(key, spec, plan.status, pods)
+        self.logs.schedule(key, spec, plan.status, pods, series=bool(obs.series_metrics))
         final = {m.metric_name: m.value for m in plan.status.final_metric_data_list or ()}
         self.training_metrics.set(key, name, {**self.logs.latest(key), **final})
 

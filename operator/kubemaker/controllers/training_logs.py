@@ -4,9 +4,14 @@ The log of the first host's ``algorithm`` container is searched with the job's
 ``metricDefinitions`` (:mod:`kubemaker.metric_definitions`):
 
 - while it runs, every :data:`LIVE_SECONDS` (the lines written since the previous
-  read), for the live ``kubemaker_training_metric`` gauges;
+  read), for the live ``kubemaker_training_metric`` gauges; every :data:`SERIES_SECONDS`
+  for a job whose ``kubemaker.io/metric-series`` annotation asks for the series of some
+  metrics in its status (a TuningJob's trials: early stopping judges them by it);
 - once more when it has ended (the end of its log): the last values go into
   ``status.finalMetricDataList`` (the agent's reported final metrics override them).
+
+Lines are read with the kubelet's timestamps and each is fed to the parser once (reads
+overlap so that none falls in between), so a metric's n-th value is its step n.
 
 Reads run in the background, on the API client's log threads, and requeue the job when
 done, so a reconcile never waits for a kubelet. A read that fails (a cluster without
@@ -41,6 +46,7 @@ LOG_LIMIT_BYTES = 256 * 1024
 # Live reads of a running job: CloudWatch's resolution in SageMaker. A read asks for
 # the lines since the previous one, with some overlap so that none falls in between.
 LIVE_SECONDS = 60.0
+SERIES_SECONDS = 10.0
 SINCE_OVERLAP_SECONDS = 5
 
 
@@ -61,7 +67,9 @@ class JobLog:
     attempt: int = 0
     final_pod: str | None = None  # the pod whose ended log has been read
     last_read: float | None = None  # monotonic time of the last live read
+    last_stamp: tuple[str, str] | None = None  # the newest line fed: (seconds, nanoseconds)
     reading: bool = False
+    interval: float = LIVE_SECONDS
 
 
 def plan_log_read(
@@ -82,11 +90,34 @@ def plan_log_read(
         return None, None
     since = None
     if job.attempt == attempt and job.last_read is not None:
-        wait = job.last_read + LIVE_SECONDS - now
+        wait = job.last_read + job.interval - now
         if wait > 0:
             return None, wait
         since = math.ceil(now - job.last_read) + SINCE_OVERLAP_SECONDS
-    return LogRead(first.name, final=False, since_seconds=since), LIVE_SECONDS
+    return LogRead(first.name, final=False, since_seconds=since), job.interval
+
+
+def split_stamp(line: str) -> tuple[tuple[str, str] | None, str]:
+    """A line read with ``timestamps=true``: its RFC 3339 time as a sortable key, and the
+    text. The kubelet trims trailing zeros of the nanoseconds, so they are padded back."""
+    stamp, sep, text = line.partition(" ")
+    if not sep or not stamp.endswith("Z") or "T" not in stamp:
+        return None, line
+    seconds, _, fraction = stamp[:-1].partition(".")
+    return (seconds, fraction.ljust(9, "0")), text
+
+
+def new_lines(text: str, job: JobLog) -> list[str]:
+    """The lines of a read not fed before (the newest fed line's time is kept in ``job``)."""
+    lines = []
+    for line in text.splitlines():
+        stamp, content = split_stamp(line)
+        if stamp is not None:
+            if job.last_stamp is not None and stamp <= job.last_stamp:
+                continue
+            job.last_stamp = stamp
+        lines.append(content)
+    return lines
 
 
 class TrainingLogMetrics:
@@ -114,6 +145,13 @@ class TrainingLogMetrics:
         job = self._jobs.get(key)
         return dict(job.parser.latest) if job is not None else {}
 
+    def series(self, key: Key) -> dict[int, dict[str, list[tuple[int, float]]]]:
+        """Each metric's values so far, by attempt (for :attr:`Observation.log_series`)."""
+        job = self._jobs.get(key)
+        if job is None or not job.parser.series:
+            return {}
+        return {job.attempt: {k: list(v) for k, v in job.parser.series.items()}}
+
     def final(self, key: Key) -> dict[int, dict[str, float]]:
         """The last values, by attempt, once the algorithm has ended (for
         :attr:`Observation.log_metrics`: the status gets no live values)."""
@@ -131,8 +169,11 @@ class TrainingLogMetrics:
         spec: TrainingJobSpec,
         status: TrainingJobStatus,
         pods: Sequence[PodView],
+        *,
+        series: bool = False,
     ) -> None:
-        """Start the read that is due (after a reconcile wrote ``status``)."""
+        """Start the read that is due (after a reconcile wrote ``status``); ``series``:
+        the job's status records metric series, so its log is read more often."""
         definitions = spec.algorithm_specification.metric_definitions
         job = self._jobs.get(key)
         terminal = status.training_job_status in TERMINAL_TRAINING_STATUSES
@@ -143,6 +184,7 @@ class TrainingLogMetrics:
                 job = self._jobs[key] = JobLog(MetricParser(definitions))
             except SpecError:
                 return  # the status says why (plan_training fails the job)
+        job.interval = SERIES_SECONDS if series else LIVE_SECONDS
         if job.reading:
             return
         now = time.monotonic()
@@ -155,8 +197,8 @@ class TrainingLogMetrics:
                 del self._jobs[key]  # the last values are in finalMetricDataList now
             return
         if job.attempt != attempt:
-            job.attempt, job.final_pod, job.last_read = attempt, None, None
-            job.parser.latest.clear()
+            job.attempt, job.final_pod, job.last_read, job.last_stamp = attempt, None, None, None
+            job.parser.clear()
         if read.final:
             job.final_pod = read.pod
         else:
@@ -174,6 +216,7 @@ class TrainingLogMetrics:
                 tail_lines=LOG_TAIL_LINES,
                 limit_bytes=LOG_LIMIT_BYTES,
                 since_seconds=read.since_seconds,
+                timestamps=True,
             )
         except ApiError as exc:
             logger.debug(
@@ -184,6 +227,6 @@ class TrainingLogMetrics:
             job.reading = False
         if self._jobs.get(key) is not job:
             return  # deleted meanwhile
-        job.parser.feed_lines(text.splitlines())
+        job.parser.feed_lines(new_lines(text, job))
         # The reconcile puts the values in the gauges (and, when final, the status).
         self._requeue(key)

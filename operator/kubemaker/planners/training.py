@@ -28,6 +28,7 @@ from kubemaker.api.common import (
 )
 from kubemaker.api.training import (
     TERMINAL_TRAINING_STATUSES,
+    MetricSeries,
     ModelArtifacts,
     TrainingJobSpec,
 )
@@ -509,6 +510,29 @@ def _record_reports(plan: Plan, obs: Observation, attempt: int) -> None:
             if name not in merged or merged[name].value != value:
                 merged[name] = MetricData(metric_name=name, value=value, timestamp=plan.now)
         status.final_metric_data_list = [merged[name] for name in sorted(merged)]
+    _record_series(plan, obs, attempt)
+
+
+def _record_series(plan: Plan, obs: Observation, attempt: int) -> None:
+    """The series of the metrics the job's annotation names, as far as the log has been
+    read. A series already in the status for this attempt is replaced only by a longer
+    one (a restarted operator's first read may see less of the log than an earlier one)."""
+    series = obs.log_series.get(attempt, {})
+    if not obs.series_metrics or not series:
+        return
+    recorded = {s.metric_name: s for s in plan.status.metric_series or ()}
+    for name in obs.series_metrics:
+        points = series.get(name)
+        old = recorded.get(name)
+        if not points or (old is not None and old.attempt == attempt and len(old.steps) >= len(points)):
+            continue
+        recorded[name] = MetricSeries(
+            metric_name=name,
+            attempt=attempt,
+            steps=[step for step, _ in points],
+            values=[value for _, value in points],
+        )
+    plan.status.metric_series = [recorded[name] for name in sorted(recorded)] or None
 
 
 def _plan_ttl(plan: Plan, obs: Observation) -> None:

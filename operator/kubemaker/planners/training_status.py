@@ -93,6 +93,13 @@ class Observation:
     reports: Mapping[str, tuple[int, AgentReport]] = field(default_factory=dict)
     # Last values the job's metricDefinitions found in the algorithm's log, by attempt.
     log_metrics: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
+    # Each metric's values so far in that log, as (step, value), by attempt; recorded in
+    # status.metricSeries for the metrics named in ``series_metrics`` (the job's
+    # kubemaker.io/metric-series annotation), which a TuningJob's early stopping reads.
+    log_series: Mapping[int, Mapping[str, Sequence[tuple[int, float]]]] = field(
+        default_factory=dict
+    )
+    series_metrics: tuple[str, ...] = ()
     # Why the cluster refused to create a Job's pods (its newest FailedCreate event), by
     # Job name: looked up only for a Job that has had no pod for REFUSAL_CHECK_SECONDS.
     pod_refusals: Mapping[str, str] = field(default_factory=dict)

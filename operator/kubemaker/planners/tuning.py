@@ -82,6 +82,9 @@ class Plan:
     status: TuningJobStatus
     create: list[JSON] = field(default_factory=list)  # trial TrainingJobs
     stop: list[str] = field(default_factory=list)  # trials to stop (spec.stop: true)
+    # Trials the search stops early (the median rule, Hyperband), with why: also stopped
+    # through spec.stop, and marked with the stopped-early annotation.
+    stop_early: dict[str, str] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
 

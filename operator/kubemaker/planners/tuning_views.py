@@ -1,16 +1,22 @@
 """What the TuningJob planner reads of its trials: a small view of each child TrainingJob.
 
 The controller keeps one :class:`TrialView` per TrainingJob labelled
-``kubemaker.io/tuning-job`` in a kopf index; the planner turns them into search trials.
+``kubemaker.io/tuning-job`` in a kopf index (local mode builds them from its runs); the
+planner turns them into search trials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubemaker.builders import tuning as tb
+
+#: Set on a trial the search stopped early (the median rule or Hyperband): why.
+ANNOTATION_STOPPED_EARLY = "kubemaker.io/stopped-early"
+
+Series = Sequence[tuple[int, float]]
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,9 @@ class TrialView:
     training_job_status: str | None  # the child's trainingJobStatus (None: not started)
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     final_metrics: Mapping[str, float] = field(default_factory=dict)
+    # Intermediate values by metric (the child's status.metricSeries), (step, value).
+    series: Mapping[str, Series] = field(default_factory=dict)
+    stopped_early: str | None = None  # why the search stopped it early
     failure_reason: str | None = None
     stop_requested: bool = False
     creation_time: str | None = None
@@ -42,6 +51,15 @@ class TrialView:
                 metrics[str(item["metricName"])] = float(item["value"])
             except (KeyError, TypeError, ValueError):
                 continue
+        series: dict[str, Series] = {}
+        for item in status.get("metricSeries") or ():
+            try:
+                steps, values = item["steps"], item["values"]
+                series[str(item["metricName"])] = tuple(
+                    (int(s), float(v)) for s, v in zip(steps, values, strict=False)
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
         return cls(
             name=str(meta.get("name")),
             index=index,
@@ -50,6 +68,8 @@ class TrialView:
                 str(k): str(v) for k, v in (spec.get("hyperParameters") or {}).items()
             },
             final_metrics=metrics,
+            series=series,
+            stopped_early=(meta.get("annotations") or {}).get(ANNOTATION_STOPPED_EARLY),
             failure_reason=status.get("failureReason"),
             stop_requested=bool(spec.get("stop")),
             creation_time=meta.get("creationTimestamp"),
