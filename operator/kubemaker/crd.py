@@ -269,26 +269,42 @@ def _property_name_rules(names: Schema, path: str) -> list[Schema]:
     return rules
 
 
+def _frozen_fields(
+    schema: Schema, prefix: str, mutable: tuple[str, ...], message: str
+) -> list[Schema]:
+    rules: list[Schema] = []
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        path = prefix + name
+        if path in mutable:
+            continue
+        if any(m.startswith(path + ".") for m in mutable):
+            if name not in required or "properties" not in prop:
+                raise SchemaError(f"spec.{path}: a mutable field's parents must be required")
+            rules.extend(_frozen_fields(prop, path + ".", mutable, message))
+            continue
+        if name in required or "default" in prop:
+            rule = f"self.{path} == oldSelf.{path}"
+        else:
+            rule = (
+                f"has(self.{path}) == has(oldSelf.{path})"
+                f" && (!has(self.{path}) || self.{path} == oldSelf.{path})"
+            )
+        rules.append(cel(rule, f"{path} is immutable: {message}", f".{path}"))
+    return rules
+
+
 def immutability_rules(spec: Schema, info: ResourceInfo) -> list[Schema]:
-    """CEL transition rules on ``spec``: fields other than the mutable ones never change."""
+    """CEL transition rules on ``spec``: fields other than the mutable ones never change.
+
+    A mutable field may be nested (``a.b.c``): then every other field along its path gets
+    its own rule, and the objects on the path must be required (so ``self.a.b`` exists).
+    """
     rules: list[Schema] = []
     if info.mutable_spec_fields is not None:
-        required = set(spec.get("required", ()))
-        for name, prop in spec.get("properties", {}).items():
-            if name in info.mutable_spec_fields:
-                continue
-            message = (
-                f"{name} is immutable: create a new {info.kind} to change it "
-                f"(only {', '.join(info.mutable_spec_fields)} may change)"
-            )
-            if name in required or "default" in prop:
-                rule = f"self.{name} == oldSelf.{name}"
-            else:
-                rule = (
-                    f"has(self.{name}) == has(oldSelf.{name})"
-                    f" && (!has(self.{name}) || self.{name} == oldSelf.{name})"
-                )
-            rules.append(cel(rule, message, f".{name}"))
+        mutable = info.mutable_spec_fields
+        message = f"create a new {info.kind} to change it (only {', '.join(mutable)} may change)"
+        rules.extend(_frozen_fields(spec, "", mutable, message))
     for name in info.latching_spec_fields:
         rules.append(
             cel(

@@ -26,6 +26,7 @@ from kubemaker.controllers.training_logs import (
     LIVE_SECONDS,
     LOG_LIMIT_BYTES,
     LOG_TAIL_LINES,
+    SERIES_SECONDS,
     SINCE_OVERLAP_SECONDS,
     JobLog,
     LogRead,
@@ -193,6 +194,7 @@ def test_live_and_final_reads_find_the_last_values(log_server: str) -> None:
             "container": ["algorithm"],
             "tailLines": [str(LOG_TAIL_LINES)],
             "limitBytes": [str(LOG_LIMIT_BYTES)],
+            "timestamps": ["true"],
         }
 
         # The end of the log, cut at limitBytes in the middle of a line: that line is
@@ -210,6 +212,34 @@ def test_live_and_final_reads_find_the_last_values(log_server: str) -> None:
         assert len(harness.tasks) == 0 and len(logs) == 1
         logs.schedule(KEY, spec(), COMPLETED, [pod("terminated")])
         assert len(logs) == 0 and logs.final(KEY) == {}
+        harness.close()
+
+    asyncio.run(scenario())
+
+
+def test_overlapping_reads_feed_each_line_once_so_steps_count_values(log_server: str) -> None:
+    """Live reads overlap (sinceSeconds + a margin): the kubelet's timestamps, whose
+    trailing zeros it trims, keep a line from being fed twice and a step from repeating."""
+
+    async def scenario() -> None:
+        harness = Harness(log_server)
+        logs = harness.logs
+        LogServer.body = (
+            b"2026-12-02T08:00:01.5Z [0]#011validation-auc:0.70\n"
+            b"2026-12-02T08:00:01.51Z [1]#011validation-auc:0.72\n"
+        )
+        logs.schedule(KEY, spec(), RUNNING, [pod()], series=True)
+        await harness.settle()
+        assert harness.delayed == [(KEY, SERIES_SECONDS)]
+        # The next read repeats the second line and brings a third.
+        LogServer.body = (
+            b"2026-12-02T08:00:01.51Z [1]#011validation-auc:0.72\n"
+            b"2026-12-02T08:00:01.6Z [2]#011validation-auc:0.75\n"
+        )
+        logs._jobs[KEY].last_read = None  # due now, without waiting SERIES_SECONDS
+        logs.schedule(KEY, spec(), RUNNING, [pod()], series=True)
+        await harness.settle()
+        assert logs.series(KEY) == {0: {"validation:auc": [(1, 0.70), (2, 0.72), (3, 0.75)]}}
         harness.close()
 
     asyncio.run(scenario())

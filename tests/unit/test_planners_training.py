@@ -220,6 +220,48 @@ def test_final_metrics_merge_the_logs_last_values_under_the_reports() -> None:
     assert "finalMetricDataList" not in other.body
 
 
+def test_the_annotated_metrics_series_goes_into_the_status_and_only_grows() -> None:
+    spec = make_spec(
+        algorithmSpecification={
+            "algorithmName": "xgboost",
+            "metricDefinitions": [{"name": "validation:auc", "regex": "auc:(\\S+)"}],
+        }
+    )
+    status = plan_training(observe(spec=spec)).body
+    points = [(1, 0.7), (2, 0.75)]
+    series = {0: {"validation:auc": points, "train:auc": [(1, 0.9)]}}
+    running = step(
+        observe(
+            status,
+            spec=spec,
+            jobs=[job_body()],
+            pods=[uploading_pod()],
+            log_series=series,
+            series_metrics=("validation:auc",),
+        )
+    ).body
+    assert running["metricSeries"] == [
+        {"metricName": "validation:auc", "attempt": 0, "steps": [1, 2], "values": [0.7, 0.75]}
+    ]
+    # A restarted operator that has read less of the log keeps what the status has.
+    shorter = step(
+        observe(
+            running,
+            spec=spec,
+            jobs=[job_body()],
+            pods=[uploading_pod()],
+            log_series={0: {"validation:auc": points[:1]}},
+            series_metrics=("validation:auc",),
+        )
+    ).body
+    assert shorter["metricSeries"] == running["metricSeries"]
+    # Without the annotation no series is recorded.
+    plain = step(
+        observe(status, spec=spec, jobs=[job_body()], pods=[uploading_pod()], log_series=series)
+    ).body
+    assert "metricSeries" not in plain
+
+
 def test_an_invalid_metric_regex_fails_the_job_naming_the_definition() -> None:
     # The spec model refuses the regex, so the job fails as the controller fails any spec
     # that does not parse: before a Job or pod exists, naming the field.

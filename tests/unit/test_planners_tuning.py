@@ -1,14 +1,15 @@
-"""The TuningJob planner over a small world of trials: parallelism, budget, completion,
-stop, the best trial, a spec the search cannot run, and restarts (same trials, same
-suggestions)."""
+"""The TuningJob planner over a small world of trials: parallelism, budget (raised while
+running), completion, stop, the best trial, early stopping and Hyperband on given
+intermediate series, warm start, a spec the search cannot run, and restarts (same trials,
+same suggestions)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubemaker.api.tuning import TuningJob, TuningJobStatus
-from kubemaker.planners.tuning import Observation, Plan, plan_tuning
+from kubemaker.api.tuning import TuningJob, TuningJobStatus, WarmStartConfig
+from kubemaker.planners.tuning import Observation, Parent, Plan, plan_tuning
 from kubemaker.planners.tuning_views import TrialView
 
 T0 = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
@@ -50,6 +51,7 @@ class World:
         self.spec = tuning_spec
         self.status = TuningJobStatus()
         self.trials: dict[str, TrialView] = {}
+        self.parents: dict[str, Parent] = {}
         self.now = T0
 
     def reconcile(self, seconds: float = 1.0) -> Plan:
@@ -64,6 +66,7 @@ class World:
                 status=self.status,
                 trials=list(self.trials.values()),
                 now=self.now,
+                parents=self.parents,
             )
         )
         self.status = plan.status
@@ -74,6 +77,9 @@ class World:
         for name in plan.stop:
             self.trials[name] = TrialView(**{**self.trials[name].__dict__, "stop_requested": True})
         return plan
+
+    def update(self, name: str, **fields: Any) -> None:
+        self.trials[name] = TrialView(**{**self.trials[name].__dict__, **fields})
 
     def finish(self, name: str, state: str = "Completed", auc: float | None = 0.8) -> None:
         metrics = {"validation:auc": auc} if auc is not None else {}
@@ -168,10 +174,165 @@ def test_a_range_the_algorithm_refuses_fails_before_any_trial() -> None:
     assert "xgboost" in reason
 
 
-def test_what_this_operator_does_not_run_yet_is_refused_by_name() -> None:
-    world = World(spec(trainingJobEarlyStoppingType="Auto"))
-    assert not world.reconcile().create
-    assert world.status.failure_reason == (
-        "ClientError: spec.hyperParameterTuningJobConfig.trainingJobEarlyStoppingType: "
-        "early stopping (Auto) is not run by this operator yet; set Off"
+def series(*values: float) -> dict[str, tuple[tuple[int, float], ...]]:
+    return {"validation:auc": tuple((step, v) for step, v in enumerate(values, start=1))}
+
+
+def test_early_stopping_auto_stops_a_running_trial_below_the_median_through_spec_stop() -> None:
+    world = World(
+        spec(
+            trainingJobEarlyStoppingType="Auto",
+            resourceLimits={"maxNumberOfTrainingJobs": 6, "maxParallelTrainingJobs": 3},
+        )
     )
+    world.reconcile()
+    for name in ("tune-001", "tune-002", "tune-003"):
+        world.update(name, series=series(0.8, 0.85, 0.9))
+        world.finish(name, auc=0.9)
+        world.reconcile()
+    # Three completed; tune-004 climbs like them, tune-005 lags at step 2.
+    world.update("tune-004", series=series(0.8, 0.86))
+    world.update("tune-005", series=series(0.6, 0.62))
+    plan = world.reconcile()
+    assert list(plan.stop_early) == ["tune-005"]
+    assert plan.stop == ["tune-005"]
+    assert "median" in plan.stop_early["tune-005"]
+    assert not world.reconcile().stop_early  # asked once: its spec.stop is set
+    world.update("tune-005", stopped_early=plan.stop_early["tune-005"])
+    world.finish("tune-005", state="Stopped", auc=None)
+    world.reconcile()
+    counters = world.status.training_job_status_counters
+    objectives = world.status.objective_status_counters
+    assert counters is not None and objectives is not None
+    assert (counters.stopped, counters.non_retryable_error) == (1, 0)
+    assert objectives.failed == 0  # judged by its intermediate values: not a failure
+
+
+def test_without_early_stopping_a_lagging_trial_runs_on() -> None:
+    world = World(spec(resourceLimits={"maxNumberOfTrainingJobs": 6, "maxParallelTrainingJobs": 4}))
+    world.reconcile()
+    for name in ("tune-001", "tune-002", "tune-003"):
+        world.update(name, series=series(0.8, 0.9))
+        world.finish(name, auc=0.9)
+    world.reconcile()
+    world.update("tune-004", series=series(0.1, 0.1))
+    assert not world.reconcile().stop_early
+
+
+def test_hyperband_stops_a_trial_that_loses_at_a_rung() -> None:
+    hyperband = {"hyperbandStrategyConfig": {"minResource": 1, "maxResource": 9}}
+    world = World(
+        spec(
+            strategy="Hyperband",
+            strategyConfig=hyperband,
+            resourceLimits={"maxNumberOfTrainingJobs": 30, "maxParallelTrainingJobs": 30},
+        )
+    )
+    world.reconcile()
+    assert len(world.trials) == 30
+    for i, name in enumerate(sorted(world.trials)[:29]):
+        world.update(name, series=series(*[0.5 + i / 100] * 9))
+        world.finish(name, auc=0.5 + i / 100)
+    world.update("tune-030", series=series(0.1, 0.1, 0.1))
+    plan = world.reconcile()
+    assert list(plan.stop_early) == ["tune-030"]
+    assert plan.stop_early["tune-030"].startswith("Hyperband stopped it at step")
+
+
+def test_hyperband_without_max_resource_takes_num_round_or_names_the_field() -> None:
+    world = World(spec(strategy="Hyperband"))
+    world.reconcile()
+    assert world.status.hyper_parameter_tuning_job_status == "InProgress"  # num_round: 10
+    bare = spec(strategy="Hyperband")
+    bare.training_job_definition.static_hyper_parameters = {}
+    world = World(bare)
+    world.reconcile()
+    assert world.status.failure_reason == (
+        "ClientError: spec.hyperParameterTuningJobConfig.strategyConfig."
+        "hyperbandStrategyConfig.maxResource: set it, or give the epochs as a static "
+        "hyperparameter (epochs, max_epochs, n_epochs, num_epochs, num_round)"
+    )
+
+
+def test_a_raised_budget_and_parallelism_take_effect_and_a_lower_one_stops_nothing() -> None:
+    world = World(spec(resourceLimits={"maxNumberOfTrainingJobs": 2, "maxParallelTrainingJobs": 1}))
+    world.reconcile()
+    assert sorted(world.trials) == ["tune-001"]
+    world.spec = spec(resourceLimits={"maxNumberOfTrainingJobs": 6, "maxParallelTrainingJobs": 3})
+    assert len(world.reconcile().create) == 2
+    world.spec = spec(resourceLimits={"maxNumberOfTrainingJobs": 6, "maxParallelTrainingJobs": 1})
+    plan = world.reconcile()
+    assert not plan.create and not plan.stop and running(world) == 3
+    for name in ("tune-001", "tune-002", "tune-003"):
+        world.finish(name)
+    assert len(world.reconcile().create) == 1
+
+
+def warm(kind: str = "IdenticalDataAndAlgorithm", **config: Any) -> Any:
+    child = spec(strategy="Bayesian", **config)
+    return child.model_copy(
+        update={
+            "warm_start_config": WarmStartConfig.model_validate(
+                {
+                    "parentHyperParameterTuningJobs": [{"hyperParameterTuningJobName": "old"}],
+                    "warmStartType": kind,
+                }
+            )
+        }
+    )
+
+
+def parent_trials(count: int) -> list[TrialView]:
+    return [
+        TrialView(
+            name=f"old-{i + 1:03d}",
+            index=i,
+            training_job_status="Completed",
+            hyperparameters={"num_round": "10", "eta": str(0.1 + i * 0.03)},
+            final_metrics={"validation:auc": 0.7 + i / 100},
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_warm_start_waits_for_its_parent_then_seeds_the_search_and_reports_the_overall_best() -> (
+    None
+):
+    world = World(warm())
+    world.parents = {"old": Parent("old", spec(), "InProgress", parent_trials(12))}
+    plan = world.reconcile()
+    assert not plan.create and world.status.hyper_parameter_tuning_job_status is None
+    ready = {c.type: c for c in world.status.conditions or ()}["Ready"]
+    assert ready.reason == "WaitingForParents" and "old" in (ready.message or "")
+    world.parents = {"old": Parent("old", spec(), "Completed", parent_trials(12))}
+    seeded = world.reconcile().create
+    assert len(seeded) == 2
+    cold = World(spec(strategy="Bayesian")).reconcile().create
+    # The parents' trials change Bayesian's first suggestions (TPE starts from history).
+    assert [b["spec"]["hyperParameters"] for b in seeded] != [
+        b["spec"]["hyperParameters"] for b in cold
+    ]
+    world.finish("tune-001", auc=0.72)
+    world.reconcile()
+    best, overall = world.status.best_training_job, world.status.overall_best_training_job
+    assert best is not None and overall is not None
+    assert best.training_job_name == "tune-001"
+    assert overall.training_job_name == "old-012"  # 0.81
+
+
+def test_a_warm_start_refuses_a_missing_parent_or_one_its_type_forbids() -> None:
+    world = World(warm())
+    world.reconcile()
+    parents = "spec.warmStartConfig.parentHyperParameterTuningJobs[0]"
+    assert world.status.failure_reason == (
+        f"ClientError: {parents}: TuningJob 'old' not found in namespace ml"
+    )
+    other = spec()
+    other.training_job_definition.static_hyper_parameters = {"num_round": "50"}
+    world = World(warm())
+    world.parents = {"old": Parent("old", other, "Completed", parent_trials(2))}
+    world.reconcile()
+    assert "has other static hyperparameters" in (world.status.failure_reason or "")
+    world = World(warm("TransferLearning"))
+    world.parents = {"old": Parent("old", other, "Completed", parent_trials(2))}
+    assert len(world.reconcile().create) == 2

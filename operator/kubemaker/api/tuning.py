@@ -250,7 +250,13 @@ class ResourceLimits(ApiModel):
                     " || self.maxParallelTrainingJobs <= self.maxNumberOfTrainingJobs",
                     "maxParallelTrainingJobs must be <= maxNumberOfTrainingJobs",
                     ".maxParallelTrainingJobs",
-                )
+                ),
+                cel(
+                    "!has(oldSelf.maxNumberOfTrainingJobs) || (has(self.maxNumberOfTrainingJobs)"
+                    " && self.maxNumberOfTrainingJobs >= oldSelf.maxNumberOfTrainingJobs)",
+                    "maxNumberOfTrainingJobs can be raised, not lowered",
+                    ".maxNumberOfTrainingJobs",
+                ),
             ]
         }
     )
@@ -301,9 +307,19 @@ class HyperbandStrategyConfig(ApiModel):
     )
 
     min_resource: int | None = Field(
-        default=None, ge=1, description="Fewest epochs a job runs before it may be stopped."
+        default=None,
+        ge=1,
+        description="Fewest steps a job runs before it may be stopped (default 1).",
     )
-    max_resource: int | None = Field(default=None, ge=1, description="Most epochs a job runs.")
+    max_resource: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Most steps a job runs; default: the static hyperparameter epochs, max_epochs, "
+            "n_epochs, num_epochs or num_round. A step is one value of the objective metric "
+            "in the job's log."
+        ),
+    )
 
     @model_validator(mode="after")
     def _check(self) -> HyperbandStrategyConfig:
@@ -314,6 +330,11 @@ class HyperbandStrategyConfig(ApiModel):
         ):
             raise ValueError("minResource must be <= maxResource")
         return self
+
+
+#: Static hyperparameters that give a job's epochs, SageMaker's default for Hyperband's
+#: maxResource (``num_round``: the XGBoost built-in's).
+MAX_STEPS_KEYS = ("epochs", "max_epochs", "n_epochs", "num_epochs", "num_round")
 
 
 class StrategyConfig(ApiModel):
@@ -473,7 +494,8 @@ class WarmStartConfig(ApiModel):
 class TuningJobSpec(ApiModel):
     """Desired state of a TuningJob: SageMaker's CreateHyperParameterTuningJob request.
 
-    Immutable once created, except ``stop``.
+    Immutable once created, except ``stop`` and the budget: ``maxNumberOfTrainingJobs``
+    may be raised and ``maxParallelTrainingJobs`` changed while it runs.
     """
 
     model_config = ConfigDict(
@@ -619,6 +641,12 @@ class TuningJobStatus(StatusBase):
         default=None,
         description="The best training job so far: its name, objective value and hyperparameters.",
     )
+    overall_best_training_job: HyperParameterTrainingJobSummary | None = Field(
+        default=None,
+        description=(
+            "With a warm start: the best training job of this search and its parents' together."
+        ),
+    )
     tuning_job_completion_details: TuningJobCompletionDetails | None = Field(
         default=None, description="Progress toward the completion criteria."
     )
@@ -663,7 +691,11 @@ TUNING_JOB = ResourceInfo(
         PrinterColumn("Reason", ".status.failureReason", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
     ),
-    mutable_spec_fields=("stop",),
+    mutable_spec_fields=(
+        "stop",
+        "hyperParameterTuningJobConfig.resourceLimits.maxNumberOfTrainingJobs",
+        "hyperParameterTuningJobConfig.resourceLimits.maxParallelTrainingJobs",
+    ),
     latching_spec_fields=("stop",),
     object_rules=name_rules(MAX_TUNING_JOB_NAME),
     max_name_length=MAX_TUNING_JOB_NAME,

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubemaker.api.common import API_VERSION
-from kubemaker.api.training import MetricDefinition
+from kubemaker.api.training import ANNOTATION_METRIC_SERIES, MetricDefinition
 from kubemaker.api.tuning import TuningJobSpec
 from kubemaker.builders import naming
 from kubemaker.builders.errors import SpecError
@@ -119,9 +119,13 @@ def build_trial(
         LABEL_TRIAL: str(index),
         naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
     }
+    objective = spec.hyper_parameter_tuning_job_config.hyper_parameter_tuning_job_objective
+    # The objective's intermediate values, recorded in the trial's status, are what early
+    # stopping and Hyperband judge it by (and what `kubemaker tuning plot` draws).
+    annotations = {ANNOTATION_METRIC_SERIES: objective.metric_name}
     return {
         "apiVersion": API_VERSION,
         "kind": "TrainingJob",
-        "metadata": owner.metadata(trial_name(owner.name, index), labels),
+        "metadata": owner.metadata(trial_name(owner.name, index), labels, annotations=annotations),
         "spec": body,
     }

@@ -6,6 +6,10 @@ a fixed pool of workers reconciles with the pure :func:`plan_tuning`, and kopf w
 nothing to the objects. Trials carry ownerReferences: deleting a TuningJob deletes its
 trials, and theirs their Jobs and pods.
 
+A trial the search stops early gets ``spec.stop`` and the ``kubemaker.io/stopped-early``
+annotation (why) in one patch. A warm start's parents are read from the cached
+TuningJobs and the trials index; a parent's change wakes its children.
+
 A trial created in one reconcile may not be in the index yet at the next: it is kept
 here for a while (:data:`EXPECTATION_SECONDS`) so that the planner counts it as running
 instead of suggesting its index again (a create of that name would only find it).
@@ -24,14 +28,14 @@ from pydantic import ValidationError
 
 from kubemaker import metrics
 from kubemaker.api.common import GROUP, VERSION
-from kubemaker.api.tuning import TuningJob, TuningJobStatus
+from kubemaker.api.tuning import TuningJob, TuningJobSpec, TuningJobStatus
 from kubemaker.builders import tuning as tb
 from kubemaker.builders.errors import validation_message
 from kubemaker.config import OperatorConfig
 from kubemaker.failures import FailureKind, failure
 from kubemaker.kube import ApiError, Kube, Resource
-from kubemaker.planners.tuning import TERMINAL, Observation, plan_tuning
-from kubemaker.planners.tuning_views import TrialView
+from kubemaker.planners.tuning import TERMINAL, Observation, Parent, plan_tuning
+from kubemaker.planners.tuning_views import ANNOTATION_STOPPED_EARLY, TrialView
 from kubemaker.reconcile.bodies import parse_object
 from kubemaker.reconcile.controller import Key, KindController
 
@@ -76,6 +80,8 @@ class TuningController(KindController):
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace") or "default"), str(meta.get("name", "")))
         self.observe(key, event_type, body)
+        for child in self._children_of(key):
+            self.queue.add_after(child, CHILD_EVENT_DELAY)
 
     def forget(self, key: Key, body: kopf.Body) -> None:
         self.recent.pop(key, None)
@@ -119,6 +125,7 @@ class TuningController(KindController):
                 trials=self._trials(key),
                 now=now,
                 creation_timestamp=meta.get("creationTimestamp"),
+                parents=await self._parents(namespace, spec),
             )
         )
         # Status first; trials are named deterministically, so a crash before they are
@@ -132,10 +139,12 @@ class TuningController(KindController):
             if new:
                 logger.info("Created trial %s/%s", namespace, trial["metadata"]["name"])
         for trial_name in plan.stop:
+            patch: dict[str, Any] = {"spec": {"stop": True}}
+            why = plan.stop_early.get(trial_name)
+            if why is not None:
+                patch["metadata"] = {"annotations": {ANNOTATION_STOPPED_EARLY: why}}
             try:
-                await self.kube.merge_patch(
-                    TRAININGJOBS, namespace, trial_name, {"spec": {"stop": True}}
-                )
+                await self.kube.merge_patch(TRAININGJOBS, namespace, trial_name, patch)
             except ApiError as exc:
                 if not exc.not_found:
                     raise
@@ -150,6 +159,42 @@ class TuningController(KindController):
             )
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after + DEADLINE_SLACK)
+
+    async def _parents(self, namespace: str, spec: TuningJobSpec) -> dict[str, Parent]:
+        """The warm start's parents, with their trials. One missing from the cache is
+        looked up (the watch may not have delivered it yet, just after a start)."""
+        parents: dict[str, Parent] = {}
+        refs = (
+            spec.warm_start_config.parent_hyper_parameter_tuning_jobs
+            if spec.warm_start_config
+            else ()
+        )
+        for ref in refs:
+            name = ref.hyper_parameter_tuning_job_name
+            body = self.bodies.get((namespace, name))
+            if body is None:
+                body = await self.kube.get(TUNINGJOBS, namespace, name)
+            if body is None:
+                continue
+            try:
+                parent_spec = parse_object(TuningJob, body).spec
+            except ValidationError:
+                continue  # as missing: its own status says what is wrong with it
+            state = (body.get("status") or {}).get("hyperParameterTuningJobStatus")
+            parents[name] = Parent(name, parent_spec, state, self._trials((namespace, name)))
+        return parents
+
+    def _children_of(self, key: Key) -> list[Key]:
+        """The cached TuningJobs that warm-start from ``key``."""
+        children = []
+        for other, body in self.bodies.items():
+            warm = (body.get("spec") or {}).get("warmStartConfig") or {}
+            parents = warm.get("parentHyperParameterTuningJobs") or ()
+            if other[0] == key[0] and any(
+                p.get("hyperParameterTuningJobName") == key[1] for p in parents
+            ):
+                children.append(other)
+        return children
 
     def _trials(self, key: Key) -> list[TrialView]:
         indexed: dict[str, TrialView] = {}

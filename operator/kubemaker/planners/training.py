@@ -524,7 +524,9 @@ def _record_series(plan: Plan, obs: Observation, attempt: int) -> None:
     for name in obs.series_metrics:
         points = series.get(name)
         old = recorded.get(name)
-        if not points or (old is not None and old.attempt == attempt and len(old.steps) >= len(points)):
+        if not points or (
+            old is not None and old.attempt == attempt and len(old.steps) >= len(points)
+        ):
             continue
         recorded[name] = MetricSeries(
             metric_name=name,

@@ -10,7 +10,18 @@ The search runs at most ``maxParallelTrainingJobs`` trials at once until
 ``maxNumberOfTrainingJobs`` have been created (Grid: every combination), a completion
 criterion is met or ``maxRuntimeInSeconds`` has passed; then the running trials are
 stopped (``spec.stop``) and the TuningJob ends ``Completed`` with the reason.
-``spec.stop`` ends it ``Stopped`` the same way. A trial whose log gave no objective
+``spec.stop`` ends it ``Stopped`` the same way. Raising ``maxNumberOfTrainingJobs`` or
+``maxParallelTrainingJobs`` while it runs takes effect at the next reconcile; lowering
+the parallelism only holds back new trials.
+
+Early stopping (``Auto``: the median rule) and the Hyperband strategy judge each running
+trial by its intermediate objective values (the trial's ``status.metricSeries``, which
+its TrainingJob records from its log); a trial they stop is stopped through
+``spec.stop``, annotated with why, and counts as stopped, not failed.
+
+A warm start waits for its parent TuningJobs to end, checks what its type requires of
+them, and seeds the search (Bayesian) with their trials; ``overallBestTrainingJob`` is
+the best of the parents' and its own. A trial whose log gave no objective
 counts as a failed objective; the search goes on. A spec the search cannot run (a range
 the algorithm does not accept, an objective no metric definition produces) ends
 ``Failed`` before any trial, naming the field.
@@ -19,7 +30,7 @@ the algorithm does not accept, an objective no metric definition produces) ends
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -33,11 +44,13 @@ from kubemaker.api.common import (
 )
 from kubemaker.api.training import TrainingJobStatusString
 from kubemaker.api.tuning import (
+    MAX_STEPS_KEYS,
     ConsumedResources,
     FinalHyperParameterTuningJobObjectiveMetric,
     HyperParameterTrainingJobSummary,
     ObjectiveStatusCounters,
     TrainingJobStatusCounters,
+    TrainingJobTemplate,
     TuningJobCompletionDetails,
     TuningJobSpec,
     TuningJobStatus,
@@ -58,6 +71,16 @@ POLL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
+class Parent:
+    """A warm start's parent TuningJob, as found in the cluster."""
+
+    name: str
+    spec: TuningJobSpec
+    state: str | None  # its hyperParameterTuningJobStatus
+    trials: Sequence[TrialView] = ()
+
+
+@dataclass(frozen=True)
 class Observation:
     name: str
     namespace: str
@@ -68,6 +91,8 @@ class Observation:
     trials: Sequence[TrialView]
     now: datetime
     creation_timestamp: str | None = None
+    # Warm start: each parent named by the spec that exists (a missing one is absent).
+    parents: Mapping[str, Parent] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,14 +122,19 @@ def plan_tuning(obs: Observation) -> Plan:
     config = obs.spec.hyper_parameter_tuning_job_config
     maximize = config.hyper_parameter_tuning_job_objective.type == "Maximize"
     trials = sorted(obs.trials, key=lambda t: t.index)
-    _describe(obs, plan, trials, maximize)
+    prior = _prior_trials(obs)
+    _describe(obs, plan, trials, prior, maximize)
     if state in TERMINAL:
         return _finish(obs, plan)
     if state is None:
         try:
             _check(obs.spec)
+            waiting = _check_parents(obs)
         except SpecError as exc:
             return _end(obs, plan, "Failed", failure(FailureKind.CLIENT, str(exc)).reason)
+        if waiting and not obs.spec.stop:
+            plan.requeue_after = POLL_SECONDS
+            return _finish(obs, plan, waiting)
         status.hyper_parameter_tuning_job_status = "InProgress"
         plan.events.append(Event("Normal", "InProgress", _start_message(obs.spec)))
 
@@ -123,12 +153,22 @@ def plan_tuning(obs: Observation) -> Plan:
             return _end(obs, plan, "Stopped", "Stopped as requested (spec.stop)")
         return _end(obs, plan, "Completed", reason or "")
 
+    plan.stop_early = _early_stops(obs.spec, trials, maximize)
+    plan.stop = list(plan.stop_early)
+    for name, why in plan.stop_early.items():
+        plan.events.append(Event("Normal", "StoppedEarly", f"Stopping {name}: {why}"))
+    running = [t for t in running if t.name not in plan.stop_early]
     budget = _budget(obs.spec)
+    # Lowering the parallelism never stops a running trial: it only holds back new ones.
     free = config.resource_limits.max_parallel_training_jobs - len(running)
     count = min(free, budget - len(trials))
     if count > 0:
         hyperparameters = search.suggest(
-            config, [_trial(t, obs.spec) for t in trials], count, seed=_seed(obs)
+            config,
+            [_trial(t, obs.spec) for t in trials],
+            count,
+            seed=_seed(obs),
+            prior=[trial for _, trial in prior],
         )
         owner = tb.tuning_owner(obs.name, obs.namespace, obs.uid)
         first = len(trials)
@@ -141,40 +181,77 @@ def plan_tuning(obs: Observation) -> Plan:
                 tb.trial_name(obs.name, first + i) for i in range(len(hyperparameters))
             )
             plan.events.append(Event("Normal", "TrialsCreated", f"Created {names}"))
-    if running or plan.create:
+    if running or plan.create or plan.stop:
         plan.requeue_after = POLL_SECONDS
     return _finish(obs, plan)
 
 
-# Parts of the API this controller does not run yet: refused by name rather than
-# silently ignored (a Hyperband search without its early stops would spend the budget
-# of a random search while claiming otherwise).
-_NOT_YET = (
-    (
-        lambda spec: spec.hyper_parameter_tuning_job_config.strategy == "Hyperband",
-        "spec.hyperParameterTuningJobConfig.strategy",
-        "Hyperband is not run by this operator yet (its early stops need the trials' "
-        "intermediate values); use Bayesian or Random",
-    ),
-    (
-        lambda spec: (
-            spec.hyper_parameter_tuning_job_config.training_job_early_stopping_type == "Auto"
-        ),
-        "spec.hyperParameterTuningJobConfig.trainingJobEarlyStoppingType",
-        "early stopping (Auto) is not run by this operator yet; set Off",
-    ),
-    (
-        lambda spec: spec.warm_start_config is not None,
-        "spec.warmStartConfig",
-        "warm start is not run by this operator yet",
-    ),
-)
+def _early_stops(
+    spec: TuningJobSpec, trials: Sequence[TrialView], maximize: bool
+) -> dict[str, str]:
+    """Running trials the median rule or Hyperband stops now, with why."""
+    config = spec.hyper_parameter_tuning_job_config
+    hyperband = config.strategy == "Hyperband"
+    if not hyperband and config.training_job_early_stopping_type != "Auto":
+        return {}
+    metric = config.hyper_parameter_tuning_job_objective.metric_name
+    done = [_trial(t, spec) for t in trials]
+    stops: dict[str, str] = {}
+    for view, trial in zip(trials, done, strict=True):
+        if trial.state != "running" or view.stop_requested or not trial.intermediate:
+            continue
+        step, value = trial.intermediate[-1]
+        if hyperband:
+            low, high = hyperband_resources(spec)
+            if search.hyperband_stop(
+                trial, done, min_resource=low, max_resource=high, maximize=maximize
+            ):
+                stops[view.name] = f"Hyperband stopped it at step {step} ({metric} {value:g})"
+        elif search.median_stop(trial, done, maximize=maximize):
+            stops[view.name] = (
+                f"at step {step} its {metric} ({value:g}) was worse than the median of the "
+                "completed trials' running averages (early stopping Auto)"
+            )
+    return stops
+
+
+_HYPERBAND = "spec.hyperParameterTuningJobConfig.strategyConfig.hyperbandStrategyConfig"
+
+
+def hyperband_resources(spec: TuningJobSpec) -> tuple[int, int]:
+    """Hyperband's (minResource, maxResource): as configured; else 1, and SageMaker's
+    default for maxResource, the epochs hyperparameter (``epochs``, ``num_round``...)."""
+    config = spec.hyper_parameter_tuning_job_config.strategy_config
+    bounds = config.hyperband_strategy_config if config else None
+    low = (bounds.min_resource if bounds else None) or 1
+    high = bounds.max_resource if bounds else None
+    if high is None:
+        static = spec.training_job_definition.static_hyper_parameters or {}
+        found = next((static[k] for k in MAX_STEPS_KEYS if k in static), None)
+        try:
+            high = int(found) if found is not None else None
+        except ValueError:
+            high = None
+    if high is None:
+        raise SpecError(
+            f"{_HYPERBAND}.maxResource",
+            f"set it, or give the epochs as a static hyperparameter ({', '.join(MAX_STEPS_KEYS)})",
+        )
+    if low > high:
+        raise SpecError(f"{_HYPERBAND}.minResource", f"{low} is above maxResource {high}")
+    return low, high
 
 
 def _check(spec: TuningJobSpec) -> None:
-    for applies, field_name, message in _NOT_YET:
-        if applies(spec):
-            raise SpecError(field_name, message)
+    config = spec.hyper_parameter_tuning_job_config
+    if config.strategy == "Hyperband":
+        hyperband_resources(spec)
+    if spec.warm_start_config is not None and config.strategy == "Grid":
+        raise SpecError(
+            "spec.warmStartConfig",
+            "the Grid strategy tries every combination whatever parents tried: use "
+            "Bayesian or Random with a warm start",
+        )
     tb.check_objective(spec)
     algorithm = spec.training_job_definition.algorithm_specification
     tunable = (
@@ -242,8 +319,75 @@ def _trial(view: TrialView, spec: TuningJobSpec) -> search.Trial:
         hyperparameters={k: v for k, v in view.hyperparameters.items() if k in tuned},
         state=state,
         objective=objective if state == "completed" else None,
-        intermediate=(),
+        intermediate=tuple(view.series.get(metric, ())),
     )
+
+
+_PARENTS = "spec.warmStartConfig.parentHyperParameterTuningJobs"
+
+
+def _check_parents(obs: Observation) -> str | None:
+    """A warm start's parents exist, have ended and fit its type (else a SpecError naming
+    the parent); a message while some still run (the search waits for them)."""
+    warm = obs.spec.warm_start_config
+    if warm is None:
+        return None
+    running = []
+    for i, ref in enumerate(warm.parent_hyper_parameter_tuning_jobs):
+        where = f"{_PARENTS}[{i}]"
+        name = ref.hyper_parameter_tuning_job_name
+        parent = obs.parents.get(name)
+        if name == obs.name:
+            raise SpecError(where, "a TuningJob cannot be its own parent")
+        if parent is None:
+            raise SpecError(where, f"TuningJob {name!r} not found in namespace {obs.namespace}")
+        if parent.state == "Failed":
+            raise SpecError(where, f"TuningJob {name!r} failed: it has no results to start from")
+        if parent.state not in TERMINAL:
+            running.append(name)
+        difference = _warm_start_difference(obs.spec, parent.spec, warm.warm_start_type)
+        if difference:
+            raise SpecError(where, f"TuningJob {name!r} {difference}")
+    if running:
+        return f"Waiting for the parent TuningJobs to end: {', '.join(running)}"
+    return None
+
+
+def _warm_start_difference(child: TuningJobSpec, parent: TuningJobSpec, kind: str) -> str | None:
+    """What in ``parent`` the warm start type forbids (SageMaker's rules), or None."""
+    mine = child.hyper_parameter_tuning_job_config.hyper_parameter_tuning_job_objective
+    theirs = parent.hyper_parameter_tuning_job_config.hyper_parameter_tuning_job_objective
+    if (mine.metric_name, mine.type) != (theirs.metric_name, theirs.type):
+        return (
+            f"has another objective ({theirs.type} {theirs.metric_name}): a warm start "
+            "keeps the objective"
+        )
+    if kind != "IdenticalDataAndAlgorithm":
+        return None
+    a, b = child.training_job_definition, parent.training_job_definition
+    for label, left, right in (
+        ("input data", a.input_data_config, b.input_data_config),
+        ("algorithm", _algorithm(a), _algorithm(b)),
+        ("static hyperparameters", a.static_hyper_parameters, b.static_hyper_parameters),
+    ):
+        if left != right:
+            return f"has other {label}: IdenticalDataAndAlgorithm keeps them (use TransferLearning)"
+    return None
+
+
+def _algorithm(template: TrainingJobTemplate) -> tuple[str | None, ...]:
+    algo = template.algorithm_specification
+    return (algo.training_image, algo.algorithm_name, algo.framework, algo.framework_version)
+
+
+def _prior_trials(obs: Observation) -> list[tuple[TrialView, search.Trial]]:
+    """The parents' trials, as this search sees them (their own objective and ranges)."""
+    return [
+        (view, _trial(view, parent.spec))
+        for parent in obs.parents.values()
+        for view in sorted(parent.trials, key=lambda t: t.index)
+        if obs.spec.warm_start_config is not None
+    ]
 
 
 def _tuned_names(spec: TuningJobSpec) -> set[str]:
@@ -270,10 +414,15 @@ def _seed(obs: Observation) -> int:
 # --- status ---------------------------------------------------------------------------------
 
 
-def _describe(obs: Observation, plan: Plan, trials: Sequence[TrialView], maximize: bool) -> None:
+def _describe(
+    obs: Observation,
+    plan: Plan,
+    trials: Sequence[TrialView],
+    prior: Sequence[tuple[TrialView, search.Trial]],
+    maximize: bool,
+) -> None:
     status = plan.status
     spec = obs.spec
-    metric = spec.hyper_parameter_tuning_job_config.hyper_parameter_tuning_job_objective
     done = [_trial(t, spec) for t in trials]
     counters = TrainingJobStatusCounters()
     objectives = ObjectiveStatusCounters()
@@ -287,29 +436,21 @@ def _describe(obs: Observation, plan: Plan, trials: Sequence[TrialView], maximiz
             counters.stopped += 1
         else:
             counters.non_retryable_error += 1
-        if trial.state == "completed":
+        # A trial stopped early was judged by its intermediate values: they count.
+        if trial.state == "completed" or (view.stopped_early and trial.intermediate):
             objectives.succeeded += 1
         elif trial.state != "running":
             objectives.failed += 1
     status.training_job_status_counters = counters
     status.objective_status_counters = objectives
+    views = {id(t): v for t, v in zip(done, trials, strict=True)}
     best = search.best(done, maximize=maximize)
-    if best is not None:
-        view = next(t for t in trials if t.index == best.index)
-        assert best.objective is not None
-        status.best_training_job = HyperParameterTrainingJobSummary(
-            training_job_name=view.name,
-            training_job_status=TrainingJobStatusString(view.training_job_status or "Completed"),
-            tuned_hyper_parameters=dict(best.hyperparameters),
-            final_hyper_parameter_tuning_job_objective_metric=(
-                FinalHyperParameterTuningJobObjectiveMetric(
-                    type=metric.type, metric_name=metric.metric_name, value=best.objective
-                )
-            ),
-            objective_status="Succeeded",
-            creation_time=parse_time(view.creation_time),
-            training_start_time=parse_time(view.training_start_time),
-            training_end_time=parse_time(view.training_end_time),
+    status.best_training_job = _summary(spec, views[id(best)], best) if best else None
+    if spec.warm_start_config is not None:
+        views.update((id(trial), view) for view, trial in prior)
+        overall = search.best([*(t for _, t in prior), *done], maximize=maximize)
+        status.overall_best_training_job = (
+            _summary(spec, views[id(overall)], overall) if overall else None
         )
     not_improving = search.not_improving_count(done, maximize=maximize)
     status.tuning_job_completion_details = TuningJobCompletionDetails(
@@ -321,6 +462,28 @@ def _describe(obs: Observation, plan: Plan, trials: Sequence[TrialView], maximiz
         status.consumed_resources = ConsumedResources(
             runtime_in_seconds=max(0, int((end - start).total_seconds()))
         )
+
+
+def _summary(
+    spec: TuningJobSpec, view: TrialView, trial: search.Trial
+) -> HyperParameterTrainingJobSummary:
+    """A completed trial as SageMaker's HyperParameterTrainingJobSummary."""
+    objective = spec.hyper_parameter_tuning_job_config.hyper_parameter_tuning_job_objective
+    assert trial.objective is not None
+    return HyperParameterTrainingJobSummary(
+        training_job_name=view.name,
+        training_job_status=TrainingJobStatusString(view.training_job_status or "Completed"),
+        tuned_hyper_parameters=dict(trial.hyperparameters),
+        final_hyper_parameter_tuning_job_objective_metric=(
+            FinalHyperParameterTuningJobObjectiveMetric(
+                type=objective.type, metric_name=objective.metric_name, value=trial.objective
+            )
+        ),
+        objective_status="Succeeded",
+        creation_time=parse_time(view.creation_time),
+        training_start_time=parse_time(view.training_start_time),
+        training_end_time=parse_time(view.training_end_time),
+    )
 
 
 def _start_message(spec: TuningJobSpec) -> str:
@@ -344,17 +507,18 @@ def _end(obs: Observation, plan: Plan, state: str, reason: str) -> Plan:
     return _finish(obs, plan)
 
 
-def _finish(obs: Observation, plan: Plan) -> Plan:
+def _finish(obs: Observation, plan: Plan, waiting: str | None = None) -> Plan:
     status = plan.status
     state = status.hyper_parameter_tuning_job_status or "InProgress"
-    message = status.failure_reason or status.completion_reason or ""
+    message = status.failure_reason or status.completion_reason or waiting or ""
     ended = state in TERMINAL
+    reason = "WaitingForParents" if waiting else state
     desired = [
-        Cond(CONDITION_READY, "True" if state == "Completed" else "False", state, message),
+        Cond(CONDITION_READY, "True" if state == "Completed" else "False", reason, message),
         Cond(
             CONDITION_SUCCEEDED,
             "True" if state == "Completed" else ("Unknown" if not ended else "False"),
-            state,
+            reason,
             message,
         ),
         Cond(CONDITION_FAILED, "True" if state == "Failed" else "False", state, ""),

@@ -84,8 +84,8 @@ def _direction(config: HyperParameterTuningJobConfig) -> Literal["maximize", "mi
     return "maximize" if maximize else "minimize"
 
 
-def _frozen(trial: Trial, dims: Sequence[Dimension]) -> FrozenTrial:
-    params = {d.name: d.encode(trial.hyperparameters.get(d.name, "")) for d in dims}
+def _frozen(trial: Trial, dims: Sequence[Dimension], *, strict: bool = False) -> FrozenTrial:
+    params = {d.name: d.encode(trial.hyperparameters.get(d.name, ""), strict=strict) for d in dims}
     series = dict(_series(trial))
     if any(v is None for v in params.values()):  # not from this space: nothing to learn
         return create_trial(state=TrialState.FAIL)
@@ -125,6 +125,7 @@ def _suggest_one(
     dims: Sequence[Dimension],
     trials: Sequence[Trial],
     seed: int,
+    prior: Sequence[Trial],
 ) -> dict[str, str]:
     trial_seed_ = trial_seed(seed, _next_index(trials))
     if config.strategy == "Bayesian":
@@ -136,8 +137,14 @@ def _suggest_one(
                 seed=trial_seed_,
             )
         study = _study(config, sampler)
+        # A warm start's parent trials first: completed ones inside this space teach the
+        # model; the rest would only add failures.
+        for parent in prior:
+            frozen = _frozen(parent, dims, strict=True)
+            if frozen.state == TrialState.COMPLETE:
+                study.add_trial(frozen)
         by_index = {t.index: t for t in trials}
-        # Numbers equal indices: gaps (a child gone) are failed trials without params.
+        # Then this search's trials in order: gaps (a child gone) are failed trials.
         for number in range(_next_index(trials)):
             known = by_index.get(number)
             frozen = _frozen(known, dims) if known else create_trial(state=TrialState.FAIL)
@@ -151,12 +158,18 @@ def _suggest_one(
 
 
 def suggest(
-    config: HyperParameterTuningJobConfig, trials: Sequence[Trial], count: int, *, seed: int
+    config: HyperParameterTuningJobConfig,
+    trials: Sequence[Trial],
+    count: int,
+    *,
+    seed: int,
+    prior: Sequence[Trial] = (),
 ) -> list[dict[str, str]]:
     """The next ``count`` hyperparameter sets, for the trials after the highest index.
 
     For trials numbered 0..n-1 (none missing) these are trials n, n+1, ...; Grid returns
-    fewer when the combinations run out.
+    fewer when the combinations run out. ``prior``: a warm start's parent trials, which
+    Bayesian learns from (Random and Hyperband sample regardless of history).
     """
     if count <= 0:
         return []
@@ -167,7 +180,7 @@ def suggest(
     known = list(trials)
     suggestions: list[dict[str, str]] = []
     for _ in range(count):
-        values = _suggest_one(config, dims, known, seed)
+        values = _suggest_one(config, dims, known, seed, prior)
         suggestions.append(values)
         known.append(Trial(_next_index(known), values, "running"))
     return suggestions

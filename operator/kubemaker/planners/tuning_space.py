@@ -104,15 +104,19 @@ class Dimension:
         low, high = self._float_bounds()
         return FloatDistribution(low, high)
 
-    def encode(self, text: str) -> Value | None:
-        """A child's string in Optuna's space; None when it does not fit this range."""
+    def encode(self, text: str, *, strict: bool = False) -> Value | None:
+        """A child's string in Optuna's space; None when it does not fit this range.
+
+        A number outside [min, max] is clipped to it, or is None when ``strict`` (a warm
+        start's parent trial from wider ranges teaches nothing about a point it never
+        tried)."""
         if self.kind == "categorical":
             return text if text in self.values else None
         try:
             number = float(text)
         except ValueError:
             return None
-        if not math.isfinite(number):
+        if not math.isfinite(number) or (strict and not self.low <= number <= self.high):
             return None
         number = min(max(number, self.low), self.high)
         if self.kind == "integer" and self.scale == "Linear":
