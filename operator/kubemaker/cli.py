@@ -17,7 +17,8 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("kubemaker.runner", "run the operator (the default with no subcommand)"),
     "crds": ("kubemaker.crd", "write the CRD YAML generated from the API models"),
-    "local": ("kubemaker.local.cli", "train or serve on this machine, no cluster needed"),
+    "local": ("kubemaker.local.cli", "train, tune or serve on this machine, no cluster needed"),
+    "tuning": ("kubemaker.tuning_plot", "plot a TuningJob's trials (tuning plot)"),
 }
 
 

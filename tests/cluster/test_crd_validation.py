@@ -226,7 +226,7 @@ def test_tuning_job_immutable_endpoint_mutable(
     changed = _patch(
         cluster, namespace, target, {"spec": {"hyperParameterTuningJobConfig": {"randomSeed": 1}}}
     )
-    assert "hyperParameterTuningJobConfig is immutable" in changed.stderr
+    assert "hyperParameterTuningJobConfig.randomSeed is immutable" in changed.stderr
 
     endpoint = cases.VALID["Endpoint"]
     assert create(cluster, endpoint, namespace).returncode == 0

@@ -3,7 +3,8 @@
 Each trial is a TrainingJob whose pods KWOK plays: the template's pod annotations make
 every trial run a few seconds and report the same objective through the agent's report
 (tests/cluster/kwok/stages/pod.yaml). What the search suggests and how it learns is the
-unit and data-plane tests' part; here: parallelism, the budget, stop, restarts, deletion.
+unit and data-plane tests' part; here: parallelism, the budget (raised while running),
+stop, early stopping through ``spec.stop``, warm start, restarts, deletion.
 """
 
 from __future__ import annotations
@@ -248,3 +249,149 @@ def test_an_endpoint_deploys_the_best_trial_of_a_tuningjob(
         GROUP, VERSION, kube.namespace, "trainingjobs", best
     )["status"]["modelArtifacts"]["s3ModelArtifacts"]
     assert status["productionVariants"][0]["modelDataUrl"] == trained
+
+
+def limits(name: str, kube: Kube, **values: int) -> None:
+    kube.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        kube.namespace,
+        PLURAL,
+        name,
+        {"spec": {"hyperParameterTuningJobConfig": {"resourceLimits": values}}},
+    )
+
+
+def test_a_running_search_takes_a_raised_budget_and_refuses_other_changes(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    tuning = Tuning(kube)
+    tuning.create(tuning_job("grown", jobs=2, parallel=1, duration="3600s"))
+    wait_for("one running trial", lambda: running(tuning.trials("grown")) == 1)
+    limits("grown", kube, maxNumberOfTrainingJobs=5, maxParallelTrainingJobs=3)
+    wait_for("three running trials", lambda: running(tuning.trials("grown")) == 3)
+    # Lowering the parallelism holds back new trials and stops none.
+    limits("grown", kube, maxParallelTrainingJobs=1)
+    with pytest.raises(ApiException) as lowered:
+        limits("grown", kube, maxNumberOfTrainingJobs=4)
+    assert lowered.value.status == 422
+    assert "maxNumberOfTrainingJobs can be raised, not lowered" in str(lowered.value.body)
+    with pytest.raises(ApiException) as changed:
+        kube.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            kube.namespace,
+            PLURAL,
+            "grown",
+            {"spec": {"hyperParameterTuningJobConfig": {"strategy": "Bayesian"}}},
+        )
+    assert "hyperParameterTuningJobConfig.strategy is immutable" in str(changed.value.body)
+    status = tuning.status("grown")
+    assert status["trainingJobStatusCounters"] == {
+        "completed": 0,
+        "inProgress": 3,
+        "retryableError": 0,
+        "nonRetryableError": 0,
+        "stopped": 0,
+    }
+    assert not any(t["spec"].get("stop") for t in tuning.trials("grown"))
+
+
+def record_series(kube: Kube, trial: str, values: list[float]) -> None:
+    """What the trial's TrainingJob records from its log (kubemaker.io/metric-series):
+    written here because KWOK's pods have no container log for the operator to read. The
+    log-to-series path is tested on its own (unit: overlapping reads; data plane: local
+    tune reading live logs)."""
+    kube.custom.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        kube.namespace,
+        "trainingjobs",
+        trial,
+        {
+            "status": {
+                "metricSeries": [
+                    {
+                        "metricName": "validation:auc",
+                        "attempt": 0,
+                        "steps": list(range(1, len(values) + 1)),
+                        "values": values,
+                    }
+                ]
+            }
+        },
+    )
+
+
+def test_early_stopping_stops_a_lagging_trial_through_spec_stop(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    tuning = Tuning(kube)
+    body = tuning_job("median", jobs=4, parallel=3, duration="8s")
+    body["spec"]["hyperParameterTuningJobConfig"]["trainingJobEarlyStoppingType"] = "Auto"
+    tuning.create(body)
+    wait_for("three trials", lambda: len(tuning.trials("median")) == 3)
+    trials = tuning.trials("median")
+    assert all(
+        t["metadata"]["annotations"]["kubemaker.io/metric-series"] == "validation:auc"
+        for t in trials
+    )
+    for trial in trials:
+        record_series(kube, trial["metadata"]["name"], [0.8, 0.85, 0.9])
+    wait_for("the fourth trial", lambda: len(tuning.trials("median")) == 4, timeout=60)
+    record_series(kube, "median-004", [0.1, 0.1])
+
+    def stopped() -> dict[str, Any] | None:
+        (trial,) = [t for t in tuning.trials("median") if t["metadata"]["name"] == "median-004"]
+        return trial if (trial.get("status") or {}).get("trainingJobStatus") == "Stopped" else None
+
+    trial = wait_for("median-004 to be stopped early", stopped, timeout=60)
+    assert trial["spec"]["stop"] is True
+    assert "median" in trial["metadata"]["annotations"]["kubemaker.io/stopped-early"]
+    status = tuning.wait("median", "Completed")
+    assert status["trainingJobStatusCounters"]["stopped"] == 1
+    assert status["trainingJobStatusCounters"]["completed"] == 3
+    assert status["bestTrainingJob"]["trainingJobName"] != "median-004"
+
+
+def test_a_warm_start_waits_for_its_parent_and_reports_the_overall_best(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    tuning = Tuning(kube)
+    tuning.create(tuning_job("elder", jobs=2, parallel=2, duration="4s"))
+    child = tuning_job("younger", jobs=2, parallel=2, duration="2s")
+    child["spec"]["warmStartConfig"] = {
+        "parentHyperParameterTuningJobs": [{"hyperParameterTuningJobName": "elder"}],
+        "warmStartType": "IdenticalDataAndAlgorithm",
+    }
+    tuning.create(child)
+
+    def waiting() -> dict[str, Any] | None:
+        status = tuning.status("younger")
+        reasons = {c["type"]: c.get("reason") for c in status.get("conditions") or ()}
+        return status if reasons.get("Ready") == "WaitingForParents" else None
+
+    wait_for("the child to wait for its parent", waiting)
+    assert tuning.trials("younger") == []
+    status = tuning.wait("younger", "Completed")
+    assert tuning.status("elder")["hyperParameterTuningJobStatus"] == "Completed"
+    # Every trial reports 0.9: ties go to the parents' trials, then the lower index.
+    assert status["overallBestTrainingJob"]["trainingJobName"] == "elder-001"
+    assert status["bestTrainingJob"]["trainingJobName"] == "younger-001"
+
+
+def test_a_warm_start_from_a_missing_parent_fails_naming_it(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    tuning = Tuning(kube)
+    body = tuning_job("orphan")
+    body["spec"]["warmStartConfig"] = {
+        "parentHyperParameterTuningJobs": [{"hyperParameterTuningJobName": "nobody"}],
+        "warmStartType": "TransferLearning",
+    }
+    tuning.create(body)
+    status = tuning.wait("orphan", "Failed")
+    assert status["failureReason"] == (
+        "ClientError: spec.warmStartConfig.parentHyperParameterTuningJobs[0]: "
+        f"TuningJob 'nobody' not found in namespace {kube.namespace}"
+    )

@@ -1,12 +1,13 @@
 """``kubemaker local train|serve``: run a TrainingJob, or serve its model, on this machine.
 
     kubemaker local train -f trainingjob.yaml [--workdir DIR]
+    kubemaker local tune -f tuningjob.yaml [--workdir DIR]
     kubemaker local serve [--model WORKDIR|JOBDIR|model.tar.gz|URI|endpoint.yaml] [--port N]
     kubemaker local serve -f endpoint.yaml [--port N] [--capture-dir DIR]
 
-Exit codes: 0 done; 1 the job failed (the reason is printed); 2 nothing ran (a bad
-manifest or option, or this machine cannot run the job); 3 stopped at
-maxRuntimeInSeconds; 130 interrupted (Ctrl-C).
+Exit codes: 0 done; 1 the job (a tuning job's search) failed (the reason is printed);
+2 nothing ran (a bad manifest or option, or this machine cannot run the job); 3 stopped
+at maxRuntimeInSeconds; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -57,6 +58,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-progress",
         action="store_true",
         help="no live status line (the default when stderr is not a terminal)",
+    )
+
+    tune = commands.add_parser(
+        "tune",
+        help="run a TuningJob's search on this machine, each trial a local training job",
+        description=(
+            "Run a TuningJob's search on this machine with the operator's planner: each "
+            "trial is a TrainingJob run as `kubemaker local train` in a process of its own, "
+            "at most maxParallelTrainingJobs at once; trials the search stops (early "
+            "stopping, Hyperband, the end of the search, Ctrl-C) end Stopped. The trials, "
+            "their logs and tuning.json (what `kubemaker tuning plot --dir` reads) are kept "
+            "under <workdir>/<tuning job>."
+        ),
+    )
+    tune.add_argument("-f", "--file", type=Path, required=True, help="the TuningJob manifest")
+    tune.add_argument("--workdir", type=Path, help=workdir_help)
+    tune.add_argument(
+        "--config",
+        help="operator configuration (images catalog); default $KUBEMAKER_CONFIG, else built-in",
     )
 
     serve = commands.add_parser(
@@ -134,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.local_command == "train":
             return run_train(args)
+        if args.local_command == "tune":
+            return run_tune(args)
         return run_serve(args)
     except LocalError as exc:
         print(f"kubemaker local {args.local_command}: {exc.message}", file=sys.stderr)
@@ -176,6 +198,29 @@ def run_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     print(local_job.summary(result), flush=True)
     return result.exit_code
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from kubemaker.api import TuningJob
+    from kubemaker.local.manifest import load
+    from kubemaker.local.record import default_workdir
+    from kubemaker.local.tuning import LocalTuningJob
+
+    configure_logging()
+    job = load(args.file, TuningJob)
+    config = _operator_config(args.config)
+    tuning = LocalTuningJob(
+        job,
+        workdir=args.workdir or default_workdir(),
+        config=config,
+        config_path=args.config,
+        manifest=args.file,
+    )
+    status = tuning.run()
+    print(tuning.summary(), flush=True)
+    if status.hyper_parameter_tuning_job_status == "Failed":
+        print(f"kubemaker local tune: {status.failure_reason}", file=sys.stderr)
+    return tuning.exit_code()
 
 
 def run_serve(args: argparse.Namespace) -> int:
