@@ -298,6 +298,47 @@ CASES: list[Case] = [
         "minValue",
     ),
     Case("tuning-name-too-long", "TuningJob", {"metadata.name": "t" * 33}, "metadata.name"),
+    Case(
+        "one-and-several-definitions",
+        "TuningJob",
+        {
+            "spec.trainingJobDefinitions": [
+                {**TUNING_JOB["spec"]["trainingJobDefinition"], "definitionName": "a"}
+            ]
+        },
+        "trainingJobDefinitions",
+    ),
+    Case(
+        "definition-without-its-ranges",
+        "TuningJob",
+        {
+            "spec.trainingJobDefinition": _DELETE,
+            HPT + "parameterRanges": _DELETE,
+            "spec.trainingJobDefinitions": [
+                {**TUNING_JOB["spec"]["trainingJobDefinition"], "definitionName": "a"}
+            ],
+        },
+        "hyperParameterRanges",
+    ),
+    Case(
+        "definition-objective-of-another-type",
+        "TuningJob",
+        {
+            "spec.trainingJobDefinition": _DELETE,
+            "spec.trainingJobDefinitions": [
+                {
+                    **TUNING_JOB["spec"]["trainingJobDefinition"],
+                    "definitionName": "a",
+                    "hyperParameterRanges": TUNING_JOB["spec"]["hyperParameterTuningJobConfig"][
+                        "parameterRanges"
+                    ],
+                    "tuningObjective": {"type": "Minimize", "metricName": "validation:error"},
+                }
+            ],
+            HPT + "parameterRanges": _DELETE,
+        },
+        "tuningObjective",
+    ),
     # --- Endpoint ---
     Case(
         "two-model-sources",

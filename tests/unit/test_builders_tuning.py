@@ -16,8 +16,11 @@ from kubemaker.builders.tuning import (
     LABEL_TRIAL,
     LABEL_TUNING_JOB,
     OBJECTIVE_FIELD,
+    LABEL_DEFINITION,
+    Definition,
     build_trial,
     check_objective,
+    definitions,
     trial_index,
     trial_name,
     tuning_owner,
@@ -56,6 +59,11 @@ def tuning_spec(objective: str = "validation:auc", **template: Any) -> TuningJob
 OWNER = tuning_owner("bank-tune", "ml", "uid-1")
 
 
+def only(spec: TuningJobSpec) -> Definition:
+    (definition,) = definitions(spec)
+    return definition
+
+
 def test_trial_names_are_numbered_from_001_and_read_back() -> None:
     assert trial_name("bank-tune", 0) == "bank-tune-001"
     assert trial_name("bank-tune", 998) == "bank-tune-999"
@@ -69,7 +77,7 @@ def test_trial_names_are_numbered_from_001_and_read_back() -> None:
 
 def test_a_trial_is_a_valid_trainingjob_with_static_and_tuned_hyperparameters() -> None:
     spec = tuning_spec()
-    body = build_trial(spec, owner=OWNER, index=4, tuned={"eta": "0.25", "max_depth": "7"})
+    body = build_trial(only(spec), owner=OWNER, index=4, tuned={"eta": "0.25", "max_depth": "7"})
     assert body["metadata"]["name"] == "bank-tune-005"
     assert body["metadata"]["labels"][LABEL_TUNING_JOB] == "bank-tune"
     assert body["metadata"]["labels"][LABEL_TRIAL] == "4"
@@ -90,12 +98,12 @@ def test_a_trial_reads_the_objective_with_the_builtin_definition_when_none_is_gi
     spec = tuning_spec(
         algorithmSpecification={"algorithmName": "xgboost", "trainingInputMode": "File"}
     )
-    body = build_trial(spec, owner=OWNER, index=0, tuned={"eta": "0.3", "max_depth": "5"})
+    body = build_trial(only(spec), owner=OWNER, index=0, tuned={"eta": "0.3", "max_depth": "5"})
     definitions = {
         d["name"]: d["regex"] for d in body["spec"]["algorithmSpecification"]["metricDefinitions"]
     }
     assert definitions["validation:auc"] == r".*\[[0-9]+\].*#011validation-auc:(\S+)"
-    check_objective(spec)
+    check_objective(only(spec))
 
 
 def test_an_objective_no_definition_produces_is_refused_naming_the_field() -> None:
@@ -104,6 +112,41 @@ def test_an_objective_no_definition_produces_is_refused_naming_the_field() -> No
         algorithmSpecification={"trainingImage": "example/train:1", "trainingInputMode": "File"},
     )
     with pytest.raises(SpecError) as raised:
-        check_objective(spec)
+        check_objective(only(spec))
     assert str(raised.value).startswith(f"{OBJECTIVE_FIELD}: no metric definition produces")
     assert "'validation:f2'" in str(raised.value) and "(defined: none)" in str(raised.value)
+
+
+def test_each_of_several_definitions_builds_its_own_trials() -> None:
+    spec = tuning_spec()
+    template = spec.training_job_definition
+    assert template is not None and spec.hyper_parameter_tuning_job_config.parameter_ranges
+    body = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    ranges = body["hyperParameterTuningJobConfig"].pop("parameterRanges")
+    single = body.pop("trainingJobDefinition")
+    body["trainingJobDefinitions"] = [
+        {**single, "definitionName": "deep", "hyperParameterRanges": ranges},
+        {
+            **single,
+            "definitionName": "shallow",
+            "hyperParameterRanges": {
+                "categoricalParameterRanges": [{"name": "max_depth", "values": ["2", "3"]}]
+            },
+            "tuningObjective": {"type": "Maximize", "metricName": "train:auc"},
+        },
+    ]
+    multi = TuningJobSpec.model_validate(body)
+    deep, shallow = definitions(multi)
+    assert (deep.name, deep.metric, shallow.metric) == ("deep", "validation:auc", "train:auc")
+    assert shallow.ranges_field == "spec.trainingJobDefinitions[1].hyperParameterRanges"
+    trial = build_trial(shallow, owner=OWNER, index=2, tuned={"max_depth": "3"})
+    assert trial["metadata"]["labels"][LABEL_DEFINITION] == "shallow"
+    assert trial["metadata"]["annotations"]["kubemaker.io/metric-series"] == "train:auc"
+    spec_of_trial = TrainingJob.model_validate(trial).spec
+    assert (spec_of_trial.hyper_parameters or {})["max_depth"] == "3"
+    for key in ("definitionName", "hyperParameterRanges", "tuningObjective"):
+        assert key not in trial["spec"]
+    check_objective(shallow)
+    body["trainingJobDefinitions"][1]["definitionName"] = "deep"
+    with pytest.raises(ValueError, match="definitionName"):
+        TuningJobSpec.model_validate(body)

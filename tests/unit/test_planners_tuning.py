@@ -336,3 +336,79 @@ def test_a_warm_start_refuses_a_missing_parent_or_one_its_type_forbids() -> None
     world = World(warm("TransferLearning"))
     world.parents = {"old": Parent("old", other, "Completed", parent_trials(2))}
     assert len(world.reconcile().create) == 2
+
+
+def two_definitions(**config: Any) -> Any:
+    """Definition "a" tunes eta (objective validation:auc), "b" the booster (train:auc)."""
+    single = spec(**config).model_dump(by_alias=True, exclude_none=True, mode="json")
+    ranges = single["hyperParameterTuningJobConfig"].pop("parameterRanges")
+    template = single.pop("trainingJobDefinition")
+    single["trainingJobDefinitions"] = [
+        {**template, "definitionName": "a", "hyperParameterRanges": ranges},
+        {
+            **template,
+            "definitionName": "b",
+            "hyperParameterRanges": {
+                "categoricalParameterRanges": [{"name": "booster", "values": ["gbtree", "dart"]}]
+            },
+            "tuningObjective": {"type": "Maximize", "metricName": "train:auc"},
+        },
+    ]
+    return TuningJob.model_validate(
+        {"kind": "TuningJob", "metadata": {"name": "tune"}, "spec": single}
+    ).spec
+
+
+def test_several_definitions_share_one_search_each_with_its_ranges_and_objective() -> None:
+    for strategy in ("Random", "Bayesian"):
+        world = World(
+            two_definitions(
+                strategy=strategy,
+                resourceLimits={"maxNumberOfTrainingJobs": 8, "maxParallelTrainingJobs": 8},
+            )
+        )
+        world.reconcile()
+        assert len(world.trials) == 8
+        by_definition: dict[str | None, list[TrialView]] = {}
+        for trial in world.trials.values():
+            by_definition.setdefault(trial.definition, []).append(trial)
+        assert set(by_definition) == {"a", "b"}, strategy
+        for trial in by_definition["a"]:
+            assert 0.1 <= float(trial.hyperparameters["eta"]) <= 0.5
+            assert "booster" not in trial.hyperparameters
+        for trial in by_definition["b"]:
+            assert trial.hyperparameters["booster"] in ("gbtree", "dart")
+            assert "eta" not in trial.hyperparameters
+        # Each trial's objective is its own definition's metric.
+        (b_trial, *_) = by_definition["b"]
+        for trial in world.trials.values():
+            metric = "train:auc" if trial.definition == "b" else "validation:auc"
+            value = 0.95 if trial.name == b_trial.name else 0.7
+            world.update(trial.name, training_job_status="Completed", final_metrics={metric: value})
+        world.reconcile()
+        best = world.status.best_training_job
+        assert best is not None and best.training_job_name == b_trial.name
+        assert best.training_job_definition_name == "b"
+        assert best.tuned_hyper_parameters == {"booster": b_trial.hyperparameters["booster"]}
+        objective = best.final_hyper_parameter_tuning_job_objective_metric
+        assert objective is not None and objective.metric_name == "train:auc"
+
+
+def test_grid_over_several_definitions_tries_each_definitions_combinations() -> None:
+    body = two_definitions().model_dump(by_alias=True, exclude_none=True, mode="json")
+    body["hyperParameterTuningJobConfig"]["strategy"] = "Grid"
+    body["hyperParameterTuningJobConfig"]["resourceLimits"] = {"maxParallelTrainingJobs": 10}
+    body["trainingJobDefinitions"][0]["hyperParameterRanges"] = {
+        "categoricalParameterRanges": [{"name": "eta", "values": ["0.1", "0.2", "0.3"]}]
+    }
+    world = World(
+        TuningJob.model_validate(
+            {"kind": "TuningJob", "metadata": {"name": "tune"}, "spec": body}
+        ).spec
+    )
+    world.reconcile()
+    tried = sorted(
+        (t.definition, t.hyperparameters.get("eta") or t.hyperparameters["booster"])
+        for t in world.trials.values()
+    )
+    assert tried == [("a", "0.1"), ("a", "0.2"), ("a", "0.3"), ("b", "dart"), ("b", "gbtree")]

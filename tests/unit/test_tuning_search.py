@@ -7,7 +7,11 @@ from typing import Any
 
 import pytest
 
-from kubemaker.api.tuning import ContinuousParameterRange, HyperParameterTuningJobConfig
+from kubemaker.api.tuning import (
+    ContinuousParameterRange,
+    HyperParameterTuningJobConfig,
+    ParameterRanges,
+)
 from kubemaker.planners.tuning_search import (
     Trial,
     best,
@@ -61,6 +65,11 @@ NUMERIC = config(
         {"name": "lambda", "minValue": 0.001, "maxValue": 100, "scalingType": "Logarithmic"},
     ],
 )
+
+
+def ranges(cfg: HyperParameterTuningJobConfig) -> ParameterRanges:
+    assert cfg.parameter_ranges is not None
+    return cfg.parameter_ranges
 
 
 def completed(index: int, objective: float, **hp: str) -> Trial:
@@ -337,16 +346,16 @@ def test_check_ranges_against_the_algorithm() -> None:
             {"name": "gamma", "minValue": 0, "maxValue": 99},
         ],
     )
-    errors = check_ranges(cfg, XGB_TABLE, algorithm="xgboost")
+    errors = check_ranges(ranges(cfg), XGB_TABLE, algorithm="xgboost")
     assert errors == [
         "spec.hyperParameterTuningJobConfig.parameterRanges.continuousParameterRanges[0]: "
         "eta range [0, 2] is outside what xgboost accepts [0, 1]",
         "spec.hyperParameterTuningJobConfig.parameterRanges.continuousParameterRanges[1]: "
         "subsample range [0, 1] is outside what xgboost accepts (0, 1]",
     ]
-    assert check_ranges(cfg) == []
+    assert check_ranges(ranges(cfg)) == []
     wrong_kind = config(continuous=[{"name": "max_depth", "minValue": 1, "maxValue": 5}])
-    [error] = check_ranges(wrong_kind, XGB_TABLE, algorithm="xgboost")
+    [error] = check_ranges(ranges(wrong_kind), XGB_TABLE, algorithm="xgboost")
     assert "continuousParameterRanges[0]: max_depth is an integer" in error
 
 
@@ -365,7 +374,7 @@ def test_check_ranges_scales_and_empty_values() -> None:
     ]
     cfg.parameter_ranges.continuous_parameter_ranges = bad
     where = "spec.hyperParameterTuningJobConfig.parameterRanges.continuousParameterRanges"
-    errors = check_ranges(cfg)
+    errors = check_ranges(ranges(cfg))
     assert errors[0].startswith(
         f"{where}[0]: a range [0, 1]: Logarithmic scaling needs minValue > 0"
     )
@@ -375,7 +384,7 @@ def test_check_ranges_scales_and_empty_values() -> None:
     cats = config(categorical=[{"name": "booster", "values": ["gbtree"]}])
     assert cats.parameter_ranges.categorical_parameter_ranges is not None
     cats.parameter_ranges.categorical_parameter_ranges[0].values = []
-    assert check_ranges(cats) == [
+    assert check_ranges(ranges(cats)) == [
         "spec.hyperParameterTuningJobConfig.parameterRanges.categoricalParameterRanges[0]: "
         "booster has no values"
     ]

@@ -395,7 +395,8 @@ class HyperParameterTuningJobConfig(ApiModel):
                     ".trainingJobEarlyStoppingType",
                 ),
                 cel(
-                    "self.strategy != 'Grid' || (!has(self.parameterRanges.integerParameterRanges)"
+                    "self.strategy != 'Grid' || !has(self.parameterRanges)"
+                    " || (!has(self.parameterRanges.integerParameterRanges)"
                     " && !has(self.parameterRanges.continuousParameterRanges))",
                     "the Grid strategy takes categoricalParameterRanges only",
                     ".parameterRanges",
@@ -421,7 +422,13 @@ class HyperParameterTuningJobConfig(ApiModel):
         description="The metric to optimise and its direction."
     )
     resource_limits: ResourceLimits = Field(description="How many jobs, how many at once.")
-    parameter_ranges: ParameterRanges = Field(description="What to search.")
+    parameter_ranges: ParameterRanges | None = Field(
+        default=None,
+        description=(
+            "What to search, with trainingJobDefinition (with trainingJobDefinitions, each "
+            "definition has its own hyperParameterRanges)."
+        ),
+    )
     training_job_early_stopping_type: Literal["Off", "Auto"] = Field(
         default="Off",
         description="Auto: stop training jobs unlikely to beat the best one so far.",
@@ -444,10 +451,7 @@ class HyperParameterTuningJobConfig(ApiModel):
             raise ValueError(
                 "Hyperband stops jobs early itself: trainingJobEarlyStoppingType must be Off"
             )
-        if self.strategy == "Grid" and (
-            self.parameter_ranges.integer_parameter_ranges
-            or self.parameter_ranges.continuous_parameter_ranges
-        ):
+        if self.strategy == "Grid" and not _categorical_only(self.parameter_ranges):
             raise ValueError("the Grid strategy takes categoricalParameterRanges only")
         if self.strategy != "Grid" and self.resource_limits.max_number_of_training_jobs is None:
             raise ValueError(
@@ -456,16 +460,45 @@ class HyperParameterTuningJobConfig(ApiModel):
         return self
 
 
+def _categorical_only(ranges: ParameterRanges | None) -> bool:
+    return ranges is None or not (
+        ranges.integer_parameter_ranges or ranges.continuous_parameter_ranges
+    )
+
+
 class TrainingJobTemplate(TrainingJobDefinition):
     """The training jobs to launch (SageMaker's HyperParameterTrainingJobDefinition).
 
     A TrainingJob spec without hyperParameters (the tuner sets them, over
-    ``staticHyperParameters``), stop and ttlSecondsAfterFinished.
+    ``staticHyperParameters``), stop and ttlSecondsAfterFinished. In
+    ``trainingJobDefinitions`` each has a name and its own ranges, and may have its own
+    objective metric.
     """
 
     static_hyper_parameters: HyperParameters | None = Field(
         default=None,
         description="Hyperparameters every training job gets, as strings. Not tuned.",
+    )
+    definition_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,63}$",
+        description=(
+            "With trainingJobDefinitions (required there): the definition's name, in each "
+            "trial's kubemaker.io/definition label."
+        ),
+    )
+    tuning_objective: HyperParameterTuningJobObjective | None = Field(
+        default=None,
+        description=(
+            "With trainingJobDefinitions: this definition's objective metric, when its "
+            "algorithm names it otherwise (type as hyperParameterTuningJobObjective's)."
+        ),
+    )
+    hyper_parameter_ranges: ParameterRanges | None = Field(
+        default=None,
+        description="With trainingJobDefinitions (required there): what to search.",
     )
 
 
@@ -502,7 +535,25 @@ class TuningJobSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "!has(self.trainingJobDefinition.staticHyperParameters) || "
+                    "has(self.trainingJobDefinition) != has(self.trainingJobDefinitions)",
+                    "set trainingJobDefinition or trainingJobDefinitions (one of them)",
+                ),
+                cel(
+                    "!has(self.trainingJobDefinition)"
+                    " || has(self.hyperParameterTuningJobConfig.parameterRanges)",
+                    "trainingJobDefinition needs hyperParameterTuningJobConfig.parameterRanges",
+                    ".hyperParameterTuningJobConfig",
+                ),
+                cel(
+                    "!has(self.trainingJobDefinition)"
+                    " || !(has(self.trainingJobDefinition.hyperParameterRanges)"
+                    " || has(self.trainingJobDefinition.tuningObjective))",
+                    "hyperParameterRanges and tuningObjective are for trainingJobDefinitions",
+                    ".trainingJobDefinition",
+                ),
+                cel(
+                    "!has(self.trainingJobDefinition)"
+                    " || !has(self.trainingJobDefinition.staticHyperParameters) || "
                     + " && ".join(
                         f"(!has(self.hyperParameterTuningJobConfig.parameterRanges.{n})"
                         f" || self.hyperParameterTuningJobConfig.parameterRanges.{n}.all(r,"
@@ -511,7 +562,53 @@ class TuningJobSpec(ApiModel):
                     ),
                     "a tuned hyperparameter cannot also be in staticHyperParameters",
                     ".trainingJobDefinition.staticHyperParameters",
-                )
+                ),
+                cel(
+                    "!has(self.trainingJobDefinitions)"
+                    " || (!has(self.hyperParameterTuningJobConfig.parameterRanges)"
+                    " && self.trainingJobDefinitions.all(d,"
+                    " has(d.definitionName) && has(d.hyperParameterRanges)))",
+                    "each of trainingJobDefinitions has a definitionName and its "
+                    "hyperParameterRanges (and hyperParameterTuningJobConfig has no "
+                    "parameterRanges)",
+                    ".trainingJobDefinitions",
+                ),
+                cel(
+                    "!has(self.trainingJobDefinitions) || self.trainingJobDefinitions.all(a,"
+                    " !has(a.definitionName) || self.trainingJobDefinitions.exists_one(b,"
+                    " has(b.definitionName) && b.definitionName == a.definitionName))",
+                    "definitionName must be unique",
+                    ".trainingJobDefinitions",
+                ),
+                cel(
+                    "!has(self.trainingJobDefinitions) || self.trainingJobDefinitions.all(d,"
+                    " !has(d.staticHyperParameters) || !has(d.hyperParameterRanges) || "
+                    + " && ".join(
+                        f"(!has(d.hyperParameterRanges.{n}) || d.hyperParameterRanges.{n}.all(r,"
+                        " !(r.name in d.staticHyperParameters)))"
+                        for n in _RANGE_LISTS
+                    )
+                    + ")",
+                    "a tuned hyperparameter cannot also be in staticHyperParameters",
+                    ".trainingJobDefinitions",
+                ),
+                cel(
+                    "self.hyperParameterTuningJobConfig.strategy != 'Grid'"
+                    " || !has(self.trainingJobDefinitions) || self.trainingJobDefinitions.all(d,"
+                    " !has(d.hyperParameterRanges)"
+                    " || (!has(d.hyperParameterRanges.integerParameterRanges)"
+                    " && !has(d.hyperParameterRanges.continuousParameterRanges)))",
+                    "the Grid strategy takes categoricalParameterRanges only",
+                    ".trainingJobDefinitions",
+                ),
+                cel(
+                    "!has(self.trainingJobDefinitions) || self.trainingJobDefinitions.all(d,"
+                    " !has(d.tuningObjective) || d.tuningObjective.type =="
+                    " self.hyperParameterTuningJobConfig.hyperParameterTuningJobObjective.type)",
+                    "a definition's tuningObjective has the type of "
+                    "hyperParameterTuningJobObjective",
+                    ".trainingJobDefinitions",
+                ),
             ]
         }
     )
@@ -519,8 +616,19 @@ class TuningJobSpec(ApiModel):
     hyper_parameter_tuning_job_config: HyperParameterTuningJobConfig = Field(
         description="Strategy, objective, budget and ranges."
     )
-    training_job_definition: TrainingJobTemplate = Field(
-        description="The TrainingJob spec each trial runs, minus the tuned hyperparameters."
+    training_job_definition: TrainingJobTemplate | None = Field(
+        default=None,
+        description="The TrainingJob spec each trial runs, minus the tuned hyperparameters.",
+    )
+    training_job_definitions: list[TrainingJobTemplate] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description=(
+            "Instead of trainingJobDefinition: several algorithms or images searched together, "
+            "each with its definitionName, hyperParameterRanges and, if its metric is named "
+            "otherwise, tuningObjective (SageMaker's multi-algorithm tuning)."
+        ),
     )
     warm_start_config: WarmStartConfig | None = Field(
         default=None, description="Seed the search with earlier TuningJobs' results."
@@ -535,14 +643,58 @@ class TuningJobSpec(ApiModel):
 
     @model_validator(mode="after")
     def _check(self) -> TuningJobSpec:
-        static = self.training_job_definition.static_hyper_parameters or {}
-        for name in self.hyper_parameter_tuning_job_config.parameter_ranges.names():
-            if name in static:
+        config = self.hyper_parameter_tuning_job_config
+        if (self.training_job_definition is None) == (self.training_job_definitions is None):
+            raise ValueError("set trainingJobDefinition or trainingJobDefinitions (one of them)")
+        if self.training_job_definition is not None:
+            single = self.training_job_definition
+            if config.parameter_ranges is None:
                 raise ValueError(
-                    f"hyperparameter {name!r} is tuned and cannot also be in "
-                    "trainingJobDefinition.staticHyperParameters"
+                    "trainingJobDefinition needs hyperParameterTuningJobConfig.parameterRanges"
                 )
+            if single.hyper_parameter_ranges is not None or single.tuning_objective is not None:
+                raise ValueError(
+                    "hyperParameterRanges and tuningObjective are for trainingJobDefinitions"
+                )
+            _check_static(single, config.parameter_ranges, "trainingJobDefinition")
+            return self
+        assert self.training_job_definitions is not None
+        if config.parameter_ranges is not None:
+            raise ValueError(
+                "with trainingJobDefinitions, each definition has its hyperParameterRanges "
+                "and hyperParameterTuningJobConfig has no parameterRanges"
+            )
+        names = []
+        for i, definition in enumerate(self.training_job_definitions):
+            where = f"trainingJobDefinitions[{i}]"
+            if definition.definition_name is None or definition.hyper_parameter_ranges is None:
+                raise ValueError(f"{where} needs a definitionName and its hyperParameterRanges")
+            names.append(definition.definition_name)
+            _check_static(definition, definition.hyper_parameter_ranges, where)
+            if config.strategy == "Grid" and not _categorical_only(
+                definition.hyper_parameter_ranges
+            ):
+                raise ValueError("the Grid strategy takes categoricalParameterRanges only")
+            objective = definition.tuning_objective
+            if (
+                objective is not None
+                and objective.type != config.hyper_parameter_tuning_job_objective.type
+            ):
+                raise ValueError(
+                    f"{where}.tuningObjective must have the type of hyperParameterTuningJobObjective"
+                )
+        check_unique(names, "definitionName")
         return self
+
+
+def _check_static(template: TrainingJobTemplate, ranges: ParameterRanges, where: str) -> None:
+    static = template.static_hyper_parameters or {}
+    for name in ranges.names():
+        if name in static:
+            raise ValueError(
+                f"hyperparameter {name!r} is tuned and cannot also be in "
+                f"{where}.staticHyperParameters"
+            )
 
 
 TuningJobStatusString = Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
@@ -582,6 +734,9 @@ class HyperParameterTrainingJobSummary(StatusModel):
     """One training job of the search (SageMaker's HyperParameterTrainingJobSummary)."""
 
     training_job_name: str = Field(description="Name of the child TrainingJob.")
+    training_job_definition_name: str | None = Field(
+        default=None, description="Its definition, with trainingJobDefinitions."
+    )
     training_job_status: TrainingJobStatusString | None = Field(
         default=None, description="Its trainingJobStatus."
     )

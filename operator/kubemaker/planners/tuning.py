@@ -169,12 +169,16 @@ def plan_tuning(obs: Observation) -> Plan:
             count,
             seed=_seed(obs),
             prior=[trial for _, trial in prior],
+            space=_space(obs.spec),
         )
         owner = tb.tuning_owner(obs.name, obs.namespace, obs.uid)
         first = len(trials)
         for offset, tuned in enumerate(hyperparameters):
+            values = dict(tuned)
+            definition = tb.definition(obs.spec, values.pop(search.DEFINITION, None))
+            assert definition is not None  # the search picks one of the spec's
             plan.create.append(
-                tb.build_trial(obs.spec, owner=owner, index=first + offset, tuned=tuned)
+                tb.build_trial(definition, owner=owner, index=first + offset, tuned=values)
             )
         if hyperparameters:
             names = ", ".join(
@@ -194,13 +198,14 @@ def _early_stops(
     hyperband = config.strategy == "Hyperband"
     if not hyperband and config.training_job_early_stopping_type != "Auto":
         return {}
-    metric = config.hyper_parameter_tuning_job_objective.metric_name
     done = [_trial(t, spec) for t in trials]
     stops: dict[str, str] = {}
     for view, trial in zip(trials, done, strict=True):
         if trial.state != "running" or view.stop_requested or not trial.intermediate:
             continue
         step, value = trial.intermediate[-1]
+        definition = tb.definition(spec, view.definition)
+        metric = definition.metric if definition else "objective"
         if hyperband:
             low, high = hyperband_resources(spec)
             if search.hyperband_stop(
@@ -226,12 +231,14 @@ def hyperband_resources(spec: TuningJobSpec) -> tuple[int, int]:
     low = (bounds.min_resource if bounds else None) or 1
     high = bounds.max_resource if bounds else None
     if high is None:
-        static = spec.training_job_definition.static_hyper_parameters or {}
-        found = next((static[k] for k in MAX_STEPS_KEYS if k in static), None)
-        try:
-            high = int(found) if found is not None else None
-        except ValueError:
-            high = None
+        # Several definitions: the most epochs any of them runs.
+        epochs = []
+        for definition in tb.definitions(spec):
+            static = definition.template.static_hyper_parameters or {}
+            found = next((static[k] for k in MAX_STEPS_KEYS if k in static), "")
+            if found.strip().isdigit():
+                epochs.append(int(found))
+        high = max(epochs, default=None)
     if high is None:
         raise SpecError(
             f"{_HYPERBAND}.maxResource",
@@ -252,16 +259,21 @@ def _check(spec: TuningJobSpec) -> None:
             "the Grid strategy tries every combination whatever parents tried: use "
             "Bayesian or Random with a warm start",
         )
-    tb.check_objective(spec)
-    algorithm = spec.training_job_definition.algorithm_specification
-    tunable = (
-        xgboost_hyperparameters.tunable_ranges() if algorithm.algorithm_name == "xgboost" else None
-    )
-    errors = search.check_ranges(
-        spec.hyper_parameter_tuning_job_config,
-        tunable,
-        algorithm=algorithm.algorithm_name or "the algorithm",
-    )
+    errors = []
+    for definition in tb.definitions(spec):
+        tb.check_objective(definition)
+        algorithm = definition.template.algorithm_specification
+        tunable = (
+            xgboost_hyperparameters.tunable_ranges()
+            if algorithm.algorithm_name == "xgboost"
+            else None
+        )
+        errors += search.check_ranges(
+            definition.ranges,
+            tunable,
+            algorithm=algorithm.algorithm_name or "the algorithm",
+            where=definition.ranges_field,
+        )
     if errors:
         field_name, _, message = errors[0].partition(": ")
         raise SpecError(
@@ -278,7 +290,7 @@ def _budget(spec: TuningJobSpec) -> int:
     config = spec.hyper_parameter_tuning_job_config
     limit = config.resource_limits.max_number_of_training_jobs
     if config.strategy == "Grid":
-        combinations = len(search.grid(config))
+        combinations = len(_space(spec).grid())
         return combinations if limit is None else min(limit, combinations)
     assert limit is not None  # the API requires it unless Grid
     return limit
@@ -301,26 +313,35 @@ def _ending(obs: Observation, trials: Sequence[TrialView], maximize: bool) -> st
 
 
 def _trial(view: TrialView, spec: TuningJobSpec) -> search.Trial:
-    config = spec.hyper_parameter_tuning_job_config
-    metric = config.hyper_parameter_tuning_job_objective.metric_name
-    tuned = _tuned_names(spec)
+    """A trial as the search sees it: its definition's tuned hyperparameters (and, with
+    several definitions, which one), its state, and its objective's values."""
+    definition = tb.definition(spec, view.definition)
+    metric = definition.metric if definition else ""
     objective = view.final_metrics.get(metric)
     state: Literal["running", "completed", "failed", "stopped"]
     if view.running:
         state = "running"
-    elif view.training_job_status == "Completed":
+    elif view.training_job_status == "Completed" and definition is not None:
         state = "completed" if objective is not None else "failed"
     elif view.training_job_status == "Stopped":
         state = "stopped"
     else:
         state = "failed"
+    tuned = set(definition.ranges.names()) if definition else set()
+    hyperparameters = {k: v for k, v in view.hyperparameters.items() if k in tuned}
+    if view.definition is not None:
+        hyperparameters[search.DEFINITION] = view.definition
     return search.Trial(
         index=view.index,
-        hyperparameters={k: v for k, v in view.hyperparameters.items() if k in tuned},
+        hyperparameters=hyperparameters,
         state=state,
         objective=objective if state == "completed" else None,
         intermediate=tuple(view.series.get(metric, ())),
     )
+
+
+def _space(spec: TuningJobSpec) -> search.Space:
+    return search.Space.of({d.name: d.ranges for d in tb.definitions(spec)})
 
 
 _PARENTS = "spec.warmStartConfig.parentHyperParameterTuningJobs"
@@ -357,21 +378,27 @@ def _warm_start_difference(child: TuningJobSpec, parent: TuningJobSpec, kind: st
     """What in ``parent`` the warm start type forbids (SageMaker's rules), or None."""
     mine = child.hyper_parameter_tuning_job_config.hyper_parameter_tuning_job_objective
     theirs = parent.hyper_parameter_tuning_job_config.hyper_parameter_tuning_job_objective
-    if (mine.metric_name, mine.type) != (theirs.metric_name, theirs.type):
+    ours, their = tb.definitions(child), tb.definitions(parent)
+    if (mine.type, [d.metric for d in ours]) != (theirs.type, [d.metric for d in their]):
         return (
             f"has another objective ({theirs.type} {theirs.metric_name}): a warm start "
             "keeps the objective"
         )
     if kind != "IdenticalDataAndAlgorithm":
         return None
-    a, b = child.training_job_definition, parent.training_job_definition
-    for label, left, right in (
-        ("input data", a.input_data_config, b.input_data_config),
-        ("algorithm", _algorithm(a), _algorithm(b)),
-        ("static hyperparameters", a.static_hyper_parameters, b.static_hyper_parameters),
-    ):
-        if left != right:
-            return f"has other {label}: IdenticalDataAndAlgorithm keeps them (use TransferLearning)"
+    if [d.name for d in ours] != [d.name for d in their]:
+        return "has other trainingJobDefinitions: IdenticalDataAndAlgorithm keeps them"
+    for a, b in zip((d.template for d in ours), (d.template for d in their), strict=True):
+        for label, left, right in (
+            ("input data", a.input_data_config, b.input_data_config),
+            ("algorithm", _algorithm(a), _algorithm(b)),
+            ("static hyperparameters", a.static_hyper_parameters, b.static_hyper_parameters),
+        ):
+            if left != right:
+                return (
+                    f"has other {label}: IdenticalDataAndAlgorithm keeps them "
+                    "(use TransferLearning)"
+                )
     return None
 
 
@@ -388,19 +415,6 @@ def _prior_trials(obs: Observation) -> list[tuple[TrialView, search.Trial]]:
         for view in sorted(parent.trials, key=lambda t: t.index)
         if obs.spec.warm_start_config is not None
     ]
-
-
-def _tuned_names(spec: TuningJobSpec) -> set[str]:
-    ranges = spec.hyper_parameter_tuning_job_config.parameter_ranges
-    return {
-        r.name
-        for group in (
-            ranges.integer_parameter_ranges,
-            ranges.continuous_parameter_ranges,
-            ranges.categorical_parameter_ranges,
-        )
-        for r in group or ()
-    }
 
 
 def _seed(obs: Observation) -> int:
@@ -469,14 +483,19 @@ def _summary(
 ) -> HyperParameterTrainingJobSummary:
     """A completed trial as SageMaker's HyperParameterTrainingJobSummary."""
     objective = spec.hyper_parameter_tuning_job_config.hyper_parameter_tuning_job_objective
+    definition = tb.definition(spec, view.definition)
     assert trial.objective is not None
+    tuned = {k: v for k, v in trial.hyperparameters.items() if k != search.DEFINITION}
     return HyperParameterTrainingJobSummary(
         training_job_name=view.name,
+        training_job_definition_name=view.definition,
         training_job_status=TrainingJobStatusString(view.training_job_status or "Completed"),
-        tuned_hyper_parameters=dict(trial.hyperparameters),
+        tuned_hyper_parameters=tuned,
         final_hyper_parameter_tuning_job_objective_metric=(
             FinalHyperParameterTuningJobObjectiveMetric(
-                type=objective.type, metric_name=objective.metric_name, value=trial.objective
+                type=objective.type,
+                metric_name=definition.metric if definition else objective.metric_name,
+                value=trial.objective,
             )
         ),
         objective_status="Succeeded",

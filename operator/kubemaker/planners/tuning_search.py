@@ -41,7 +41,14 @@ from optuna.pruners import BasePruner, HyperbandPruner
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from kubemaker.api.tuning import HyperParameterTuningJobConfig
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from kubemaker.api.tuning import HyperParameterTuningJobConfig, ParameterRanges
 from kubemaker.planners.tuning_space import Dimension, dimensions, resolve_scale
 
 TrialStateName = Literal["running", "completed", "failed", "stopped"]
@@ -84,11 +91,86 @@ def _direction(config: HyperParameterTuningJobConfig) -> Literal["maximize", "mi
     return "maximize" if maximize else "minimize"
 
 
-def _frozen(trial: Trial, dims: Sequence[Dimension], *, strict: bool = False) -> FrozenTrial:
-    params = {d.name: d.encode(trial.hyperparameters.get(d.name, ""), strict=strict) for d in dims}
-    series = dict(_series(trial))
-    if any(v is None for v in params.values()):  # not from this space: nothing to learn
+#: The key of a suggestion's (and a trial's) definition when a search has several
+#: (``trainingJobDefinitions``); never passed to the trial as a hyperparameter.
+DEFINITION = "kubemaker.io/definition"
+_CHOICE = "definition"  # the Optuna parameter that picks a definition
+
+
+@dataclass(frozen=True)
+class Space:
+    """What a search samples: the dimensions of its one definition (key None), or of each
+    named definition; then a trial first picks a definition, and its parameters are named
+    ``{definition}/{hyperparameter}`` in the study (TPE models each definition's own)."""
+
+    dims: Mapping[str | None, Sequence[Dimension]]
+
+    @classmethod
+    def of(cls, ranges: Mapping[str | None, ParameterRanges]) -> Space:
+        return cls({name: dimensions(r) for name, r in ranges.items()})
+
+    @classmethod
+    def single(cls, config: HyperParameterTuningJobConfig) -> Space:
+        assert config.parameter_ranges is not None
+        return cls.of({None: config.parameter_ranges})
+
+    @property
+    def multi(self) -> bool:
+        return None not in self.dims
+
+    def _param(self, definition: str | None, dim: Dimension) -> str:
+        return dim.name if definition is None else f"{definition}/{dim.name}"
+
+    def distributions(self, definition: str | None) -> dict[str, BaseDistribution]:
+        found: dict[str, BaseDistribution] = {}
+        if self.multi:
+            found[_CHOICE] = CategoricalDistribution(tuple(self.dims))
+        for dim in self.dims[definition]:
+            found[self._param(definition, dim)] = dim.distribution()
+        return found
+
+    def encode(
+        self, hyperparameters: Mapping[str, str], *, strict: bool = False
+    ) -> tuple[str | None, dict[str, Any]] | None:
+        """A trial's strings as Optuna's params; None when they do not fit this space."""
+        definition = hyperparameters.get(DEFINITION) if self.multi else None
+        if definition not in self.dims:
+            return None
+        params: dict[str, Any] = {_CHOICE: definition} if self.multi else {}
+        for dim in self.dims[definition]:
+            value = dim.encode(hyperparameters.get(dim.name, ""), strict=strict)
+            if value is None:
+                return None
+            params[self._param(definition, dim)] = value
+        return definition, params
+
+    def decode(self, definition: str | None, params: Mapping[str, Any]) -> dict[str, str]:
+        values = {
+            d.name: d.decode(params[self._param(definition, d)]) for d in self.dims[definition]
+        }
+        if definition is not None:
+            values[DEFINITION] = definition
+        return values
+
+    def grid(self) -> list[dict[str, str]]:
+        """Every combination of each definition's categorical values, definitions in order."""
+        combos = []
+        for definition, dims in self.dims.items():
+            categorical = [d for d in dims if d.kind == "categorical"]
+            for combo in itertools.product(*(d.values for d in categorical)):
+                values = dict(zip((d.name for d in categorical), combo, strict=True))
+                if definition is not None:
+                    values[DEFINITION] = definition
+                combos.append(values)
+        return combos
+
+
+def _frozen(trial: Trial, space: Space, *, strict: bool = False) -> FrozenTrial:
+    encoded = space.encode(trial.hyperparameters, strict=strict)
+    if encoded is None:  # not from this space: nothing to learn
         return create_trial(state=TrialState.FAIL)
+    definition, params = encoded
+    series = dict(_series(trial))
     state, value = TrialState.FAIL, None  # failed, or completed without an objective
     if trial.state == "completed" and trial.objective is not None:
         if math.isfinite(trial.objective):
@@ -101,9 +183,19 @@ def _frozen(trial: Trial, dims: Sequence[Dimension], *, strict: bool = False) ->
         state=state,
         value=value,
         params=params,
-        distributions={d.name: d.distribution() for d in dims},
+        distributions=space.distributions(definition),
         intermediate_values=series,
     )
+
+
+def _sample(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> None:
+    if isinstance(distribution, FloatDistribution):
+        trial.suggest_float(name, distribution.low, distribution.high)
+    elif isinstance(distribution, IntDistribution):
+        trial.suggest_int(name, distribution.low, distribution.high)
+    else:
+        assert isinstance(distribution, CategoricalDistribution)
+        trial.suggest_categorical(name, distribution.choices)
 
 
 def _study(
@@ -122,7 +214,7 @@ def _next_index(trials: Sequence[Trial]) -> int:
 
 def _suggest_one(
     config: HyperParameterTuningJobConfig,
-    dims: Sequence[Dimension],
+    space: Space,
     trials: Sequence[Trial],
     seed: int,
     prior: Sequence[Trial],
@@ -133,6 +225,7 @@ def _suggest_one(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler: BaseSampler = TPESampler(
                 multivariate=True,
+                group=space.multi,  # each definition's parameters are a group
                 constant_liar=True,
                 seed=trial_seed_,
             )
@@ -140,21 +233,28 @@ def _suggest_one(
         # A warm start's parent trials first: completed ones inside this space teach the
         # model; the rest would only add failures.
         for parent in prior:
-            frozen = _frozen(parent, dims, strict=True)
+            frozen = _frozen(parent, space, strict=True)
             if frozen.state == TrialState.COMPLETE:
                 study.add_trial(frozen)
         by_index = {t.index: t for t in trials}
         # Then this search's trials in order: gaps (a child gone) are failed trials.
         for number in range(_next_index(trials)):
             known = by_index.get(number)
-            frozen = _frozen(known, dims) if known else create_trial(state=TrialState.FAIL)
+            frozen = _frozen(known, space) if known else create_trial(state=TrialState.FAIL)
             study.add_trial(frozen)
     else:  # Random, and Hyperband (random sampling, as in Hyperband's paper)
         study = _study(config, RandomSampler(seed=trial_seed_))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        asked = study.ask({d.name: d.distribution() for d in dims})
-    return {d.name: d.decode(asked.params[d.name]) for d in dims}
+        if not space.multi:
+            asked = study.ask(space.distributions(None))
+            return space.decode(None, asked.params)
+        asked = study.ask()
+        definition = str(asked.suggest_categorical(_CHOICE, [str(d) for d in space.dims]))
+        for name, distribution in space.distributions(definition).items():
+            if name != _CHOICE:
+                _sample(asked, name, distribution)
+    return space.decode(definition, asked.params)
 
 
 def suggest(
@@ -164,37 +264,35 @@ def suggest(
     *,
     seed: int,
     prior: Sequence[Trial] = (),
+    space: Space | None = None,
 ) -> list[dict[str, str]]:
     """The next ``count`` hyperparameter sets, for the trials after the highest index.
 
     For trials numbered 0..n-1 (none missing) these are trials n, n+1, ...; Grid returns
     fewer when the combinations run out. ``prior``: a warm start's parent trials, which
-    Bayesian learns from (Random and Hyperband sample regardless of history).
+    Bayesian learns from (Random and Hyperband sample regardless of history). ``space``:
+    several definitions' (default: the config's ranges); then each suggestion names its
+    definition under :data:`DEFINITION`, and so must each trial's hyperparameters.
     """
     if count <= 0:
         return []
+    space = space or Space.single(config)
     if config.strategy == "Grid":
         tried = {_grid_key(t.hyperparameters) for t in trials}
-        return [c for c in grid(config) if _grid_key(c) not in tried][:count]
-    dims = dimensions(config.parameter_ranges)
+        return [c for c in space.grid() if _grid_key(c) not in tried][:count]
     known = list(trials)
     suggestions: list[dict[str, str]] = []
     for _ in range(count):
-        values = _suggest_one(config, dims, known, seed, prior)
+        values = _suggest_one(config, space, known, seed, prior)
         suggestions.append(values)
         known.append(Trial(_next_index(known), values, "running"))
     return suggestions
 
 
-def grid(config: HyperParameterTuningJobConfig) -> list[dict[str, str]]:
+def grid(config: HyperParameterTuningJobConfig, space: Space | None = None) -> list[dict[str, str]]:
     """Every combination of the categorical values: ranges in the spec's order, each range's
     values in its order, the last range varying fastest."""
-    ranges = config.parameter_ranges.categorical_parameter_ranges or []
-    names = [r.name for r in ranges]
-    return [
-        dict(zip(names, combo, strict=True))
-        for combo in itertools.product(*(r.values for r in ranges))
-    ]
+    return (space or Space.single(config)).grid()
 
 
 def _grid_key(values: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -227,19 +325,20 @@ def _number(value: float) -> str:
 
 
 def check_ranges(
-    config: HyperParameterTuningJobConfig,
+    ranges: ParameterRanges,
     tunable: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     algorithm: str = "the algorithm",
+    where: str = _RANGES,
 ) -> list[str]:
-    """The user's errors in the parameter ranges, each naming its field.
+    """The user's errors in the parameter ranges (at ``where`` in the spec), each naming
+    its field.
 
     ``tunable`` is the algorithm's table (``tunable_ranges()``'s shape): a range must stay
     within a hyperparameter's ``allowed`` interval, and an integer hyperparameter needs an
     integer range.
     """
     errors: list[str] = []
-    ranges = config.parameter_ranges
     numeric = [
         ("integerParameterRanges", i, r, True)
         for i, r in enumerate(ranges.integer_parameter_ranges or ())
@@ -248,32 +347,32 @@ def check_ranges(
         for i, r in enumerate(ranges.continuous_parameter_ranges or ())
     ]
     for list_name, i, r, integer in numeric:
-        where = f"{_RANGES}.{list_name}[{i}]"
+        at = f"{where}.{list_name}[{i}]"
         low, high = float(r.min_value), float(r.max_value)
         span = f"[{_number(low)}, {_number(high)}]"
         if low > high:
-            errors.append(f"{where}: {r.name} minValue {_number(low)} is above maxValue")
+            errors.append(f"{at}: {r.name} minValue {_number(low)} is above maxValue")
             continue
         try:
             resolve_scale(r.scaling_type, low, high, integer=integer)
         except ValueError as e:
-            errors.append(f"{where}: {r.name} range {span}: {e}")
+            errors.append(f"{at}: {r.name} range {span}: {e}")
         entry = (tunable or {}).get(r.name)
         if entry is None:
             continue
         if entry.get("type") == "Integer" and not integer:
             errors.append(
-                f"{where}: {r.name} is an integer in {algorithm}: use integerParameterRanges"
+                f"{at}: {r.name} is an integer in {algorithm}: use integerParameterRanges"
             )
         bounds = _parse_interval(str(entry.get("allowed", "")))
         if bounds is not None and (_outside(low, bounds) or _outside(high, bounds)):
             errors.append(
-                f"{where}: {r.name} range {span} is outside what {algorithm} accepts "
+                f"{at}: {r.name} range {span} is outside what {algorithm} accepts "
                 f"{entry['allowed']}"
             )
     for i, c in enumerate(ranges.categorical_parameter_ranges or ()):
         if not c.values:
-            errors.append(f"{_RANGES}.categoricalParameterRanges[{i}]: {c.name} has no values")
+            errors.append(f"{where}.categoricalParameterRanges[{i}]: {c.name} has no values")
     return errors
 
 

@@ -29,6 +29,7 @@ class TrialView:
     # Intermediate values by metric (the child's status.metricSeries), (step, value).
     series: Mapping[str, Series] = field(default_factory=dict)
     stopped_early: str | None = None  # why the search stopped it early
+    definition: str | None = None  # its kubemaker.io/definition (trainingJobDefinitions)
     failure_reason: str | None = None
     stop_requested: bool = False
     creation_time: str | None = None
@@ -70,6 +71,7 @@ class TrialView:
             final_metrics=metrics,
             series=series,
             stopped_early=(meta.get("annotations") or {}).get(ANNOTATION_STOPPED_EARLY),
+            definition=labels.get(tb.LABEL_DEFINITION),
             failure_reason=status.get("failureReason"),
             stop_requested=bool(spec.get("stop")),
             creation_time=meta.get("creationTimestamp"),
