@@ -13,6 +13,8 @@ from kubemaker.api.tuning import (
     ParameterRanges,
 )
 from kubemaker.planners.tuning_search import (
+    DEFINITION,
+    Space,
     Trial,
     best,
     check_ranges,
@@ -388,3 +390,27 @@ def test_check_ranges_scales_and_empty_values() -> None:
         "spec.hyperParameterTuningJobConfig.parameterRanges.categoricalParameterRanges[0]: "
         "booster has no values"
     ]
+
+
+def test_a_warm_starts_parent_outside_the_ranges_teaches_nothing() -> None:
+    (dim,) = [d for d in dimensions(ranges(NUMERIC)) if d.kind == "continuous"][:1]
+    inside, outside = repr((dim.low + dim.high) / 2), repr(dim.high * 10)
+    assert dim.encode(outside) is not None  # a trial of this search: clipped
+    assert dim.encode(outside, strict=True) is None
+    assert dim.encode(inside, strict=True) == dim.encode(inside)
+
+
+def test_several_definitions_round_trip_through_the_space() -> None:
+    booster = config(categorical=[{"name": "booster", "values": ["gbtree", "dart"]}])
+    space = Space.of({"a": ranges(NUMERIC), "b": ranges(booster)})
+    assert space.multi
+    [first, *_] = suggest(NUMERIC, [], 6, seed=1, space=space)
+    definition = first[DEFINITION]
+    encoded = space.encode(first)
+    assert encoded is not None and encoded[0] == definition
+    assert space.decode(*encoded) == first
+    assert space.encode({**first, DEFINITION: "c"}) is None  # not one of this search's
+    assert space.grid() == [
+        {"booster": "gbtree", DEFINITION: "b"},
+        {"booster": "dart", DEFINITION: "b"},
+    ]  # "a" has no categorical ranges: no combination

@@ -378,14 +378,14 @@ def _warm_start_difference(child: TuningJobSpec, parent: TuningJobSpec, kind: st
     """What in ``parent`` the warm start type forbids (SageMaker's rules), or None."""
     mine = child.hyper_parameter_tuning_job_config.hyper_parameter_tuning_job_objective
     theirs = parent.hyper_parameter_tuning_job_config.hyper_parameter_tuning_job_objective
-    ours, their = tb.definitions(child), tb.definitions(parent)
-    if (mine.type, [d.metric for d in ours]) != (theirs.type, [d.metric for d in their]):
+    if (mine.type, mine.metric_name) != (theirs.type, theirs.metric_name):
         return (
             f"has another objective ({theirs.type} {theirs.metric_name}): a warm start "
             "keeps the objective"
         )
     if kind != "IdenticalDataAndAlgorithm":
         return None
+    ours, their = tb.definitions(child), tb.definitions(parent)
     if [d.name for d in ours] != [d.name for d in their]:
         return "has other trainingJobDefinitions: IdenticalDataAndAlgorithm keeps them"
     for a, b in zip((d.template for d in ours), (d.template for d in their), strict=True):

@@ -157,6 +157,8 @@ class Space:
         combos = []
         for definition, dims in self.dims.items():
             categorical = [d for d in dims if d.kind == "categorical"]
+            if not categorical:
+                continue  # Grid takes categorical ranges only: the API refuses others
             for combo in itertools.product(*(d.values for d in categorical)):
                 values = dict(zip((d.name for d in categorical), combo, strict=True))
                 if definition is not None:
