@@ -24,7 +24,10 @@ that freed its slot): never shorter than the gap, it also counts a creation that
 reconcile held back while another trial ended. Also reported: the wall time until all
 M TuningJobs are Completed, the trials created (exactly M x N, none twice, none
 deleted), the most trials of one TuningJob running at once (at most ``--parallel``),
-and the operator's peak (VmHWM of /proc/<pid>/status) and final resident memory.
+each trial's time from creation to end, and the operator's peak (VmHWM of
+/proc/<pid>/status) and final resident memory; for diagnosis, its reconciles and API
+requests from its /metrics (on KWOK every ``pods/log`` read of the trials' metrics
+fails with a 500: no kubelet) and the warnings and errors of its log.
 
 Targets (the project's choice): p99 gap at most 5 s, peak RSS at most 250 MB (as for
 benchmarks/apply_trainingjobs.py); every TuningJob Completed with exactly N distinct
@@ -158,6 +161,7 @@ class Result:
     no_end_before: int  # creations past the first `parallel` with no end before them
     most_running: int
     first_trial: list[float]  # TuningJob created -> its first trial
+    lifetimes: list[float]  # a trial's ADDED -> its end
     resyncs: int
     baseline_rss_mb: float
     peak_rss_mb: float
@@ -389,6 +393,7 @@ def run(args: argparse.Namespace, *, api: Any, chart: Any) -> Result:
                 for tj in names
                 if by_owner.get(tj) and tj in created_at
             ]
+            lifetimes = [end - trials.added[t] for t, end in trials.ended.items()]
             created = len(trials.added)
             added_again = sum(trials.added_again.values())
             deleted = sum(trials.deleted.values())
@@ -418,6 +423,7 @@ def run(args: argparse.Namespace, *, api: Any, chart: Any) -> Result:
             no_end_before=no_end,
             most_running=most,
             first_trial=first_trial,
+            lifetimes=lifetimes,
             resyncs=resyncs,
             baseline_rss_mb=baseline_rss / 2**20,
             peak_rss_mb=hwm / 2**20,
@@ -478,6 +484,7 @@ def report(r: Result) -> None:
     )
     print(f"  {'slot gap: k-th end -> creation p+k':<36}  {stats(r.slot_gaps)}  -")
     print(f"  {'TuningJob created -> first trial':<36}  {stats(r.first_trial)}  -")
+    print(f"  {'trial: created -> end':<36}  {stats(r.lifetimes)}  -")
     if r.no_end_before:
         print(f"  creations past the first {r.parallel} with no end before: {r.no_end_before}")
     if r.resyncs:

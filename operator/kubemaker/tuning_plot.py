@@ -187,18 +187,24 @@ def _objective_panel(
         xs, ys = _xy((t.number, t.last_value) for t in trials if _fate(t) == fate)
         if xs:
             ax.scatter(xs, ys, color=color, marker=marker, s=40, zorder=3, label=label)
-    lost = [t.number for t in trials if _fate(t) != "running" and t.objective is None
-            and t.last_value is None]  # fmt: skip
-    if lost:
-        ax.scatter(lost, [0.02] * len(lost), marker="v", color=FAILED, s=40,
-                   transform=ax.get_xaxis_transform(), clip_on=False, zorder=3,
-                   label="failed or no value")  # fmt: skip
+    # Trials without any value, along the bottom.
+    for fates, color, label in (
+        (("failed",), FAILED, "failed (no objective)"),
+        (("early", "stopped"), STOPPED, "stopped before any value"),
+    ):
+        lost = [t.number for t in trials if _fate(t) in fates and t.last_value is None
+                and t.objective is None]  # fmt: skip
+        if lost:
+            ax.scatter(lost, [0.02] * len(lost), marker="v", color=color, s=40,
+                       transform=ax.get_xaxis_transform(), clip_on=False, zorder=3,
+                       label=label)  # fmt: skip
     ax.set_xlabel("trial")
     ax.set_ylabel(search.metric)
     direction = "maximize" if search.maximize else "minimize"
     ax.set_title(f"{search.metric} per trial ({direction})")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    # Below the panel: inside, it would hide trials.
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=3)
 
 
 def _curves_panel(
@@ -318,6 +324,8 @@ def records_from_objects(
         spec = TuningJobSpec.model_validate(tuning.get("spec") or {})
     except ValidationError as exc:
         raise PlotError(f"TuningJob {name}: {validation_message(exc)}") from None
+    from kubemaker.builders import tuning as tb
+
     config = spec.hyper_parameter_tuning_job_config
     objective = config.hyper_parameter_tuning_job_objective
     parameters = _parameters(spec)
@@ -330,7 +338,9 @@ def records_from_objects(
         view = TrialView.from_body(body)
         if view is None:
             continue
-        value = view.final_metrics.get(objective.metric_name)
+        definition = tb.definition(spec, view.definition)
+        metric = definition.metric if definition else objective.metric_name
+        value = view.final_metrics.get(metric)
         records.append(
             TrialRecord(
                 name=view.name,
@@ -338,7 +348,7 @@ def records_from_objects(
                 status=view.training_job_status or "InProgress",
                 hyperparameters={k: v for k, v in view.hyperparameters.items() if k in tuned},
                 objective=value if view.training_job_status == "Completed" else None,
-                series=tuple(view.series.get(objective.metric_name, ())),
+                series=tuple(view.series.get(metric, ())),
                 stopped_early=view.stopped_early,
             )
         )
@@ -353,25 +363,27 @@ def records_from_objects(
 
 
 def _parameters(spec: Any) -> list[Parameter]:
+    """The tuned hyperparameters: the config's ranges, or each training job definition's."""
+    from kubemaker.builders import tuning as tb
     from kubemaker.planners.tuning_space import resolve_scale
 
-    ranges = spec.hyper_parameter_tuning_job_config.parameter_ranges
-    found = []
-    for integer, group in (
-        (True, ranges.integer_parameter_ranges),
-        (False, ranges.continuous_parameter_ranges),
-    ):
-        for r in group or ():
-            try:
-                scale = resolve_scale(
-                    r.scaling_type, float(r.min_value), float(r.max_value), integer=integer
-                )
-            except ValueError:
-                scale = "Linear"
-            found.append(Parameter(r.name, log=scale == "Logarithmic"))
-    for c in ranges.categorical_parameter_ranges or ():
-        found.append(Parameter(c.name, categories=tuple(c.values)))
-    return found
+    found: dict[str, Parameter] = {}
+    for ranges in (d.ranges for d in tb.definitions(spec)):
+        for integer, group in (
+            (True, ranges.integer_parameter_ranges),
+            (False, ranges.continuous_parameter_ranges),
+        ):
+            for r in group or ():
+                try:
+                    scale = resolve_scale(
+                        r.scaling_type, float(r.min_value), float(r.max_value), integer=integer
+                    )
+                except ValueError:
+                    scale = "Linear"
+                found.setdefault(r.name, Parameter(r.name, log=scale == "Logarithmic"))
+        for c in ranges.categorical_parameter_ranges or ():
+            found.setdefault(c.name, Parameter(c.name, categories=tuple(c.values)))
+    return list(found.values())
 
 
 def load_dir(path: Path) -> tuple[list[TrialRecord], Search]:

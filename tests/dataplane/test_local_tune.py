@@ -1,7 +1,7 @@
 """``kubemaker local tune``: the bank-marketing search with real XGBoost trials, the
 operator's planner, the command as users run it.
 
-The search is examples/xgboost-bank/tuningjob-local.yaml with its paths pointing into the
+The search is examples/xgboost-bank/tuningjob.yaml with its paths pointing into the
 test's directory. Its completion criterion (8 trials without improvement) is dropped
 here so that the whole budget of 20 trials runs; the Hyperband and Ctrl-C searches
 change what they say they change.
@@ -42,11 +42,13 @@ def bank_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepare_bank(tmp_path_factory.mktemp("bank"))
 
 
-def tune_manifest(data: Path, output_uri: str, **config: Any) -> dict[str, Any]:
-    """The example's tuningjob-local.yaml reading ``data``, writing to ``output_uri``;
+def tune_manifest(
+    data: Path, output_uri: str, example: str = "tuningjob.yaml", **config: Any
+) -> dict[str, Any]:
+    """The example's tuningjob.yaml (or ``example``) reading ``data``, writing to ``output_uri``;
     ``config`` replaces fields of hyperParameterTuningJobConfig (None removes one);
     ``static`` is merged into staticHyperParameters (None removes one)."""
-    manifest: dict[str, Any] = yaml.safe_load((EXAMPLE / "tuningjob-local.yaml").read_text())
+    manifest: dict[str, Any] = yaml.safe_load((EXAMPLE / example).read_text())
     spec = manifest["spec"]
     definition = spec["trainingJobDefinition"]
     for channel in definition["inputDataConfig"]:
@@ -234,6 +236,42 @@ def test_the_same_seed_gives_the_same_first_trials(
     _, trials = read_search(bank_search.workdir)
     assert first[42] == [tuned(t, bank_search.manifest) for t in trials[:2]]
     assert first[7] != first[42]
+
+
+# --- warm start ------------------------------------------------------------------------------
+
+
+def test_a_warm_start_from_the_bank_search(
+    bank_search: Search, bank_data: Path, tmp_path: Path
+) -> None:
+    """tuningjob-warm-start.yaml, two trials, in the workdir of the 20-trial search."""
+    manifest = tune_manifest(
+        bank_data,
+        (tmp_path / "output").as_uri(),
+        example="tuningjob-warm-start.yaml",
+        resourceLimits={"maxNumberOfTrainingJobs": 2, "maxParallelTrainingJobs": 2},
+    )
+    path = write_manifest(tmp_path / "warm-start.yaml", manifest)
+    done = local_tune(path, bank_search.workdir)
+    assert done.returncode == 0, output(done)
+    tuning, trials = read_search(bank_search.workdir, "xgboost-bank-tune-more")
+    assert [t["status"]["trainingJobStatus"] for t in trials] == ["Completed", "Completed"]
+    assert all(0.05 <= float(tuned(t, manifest)["eta"]) <= 0.3 for t in trials)
+    parent, _ = read_search(bank_search.workdir)
+    parent_best = parent["status"]["bestTrainingJob"]
+    overall = tuning["status"]["overallBestTrainingJob"]
+    value = overall["finalHyperParameterTuningJobObjectiveMetric"]["value"]
+    assert value >= parent_best["finalHyperParameterTuningJobObjectiveMetric"]["value"]
+    assert overall["trainingJobName"].startswith("xgboost-bank-tune-")
+
+    # Without the parent's local run in the workdir: refused, naming the parent.
+    done = local_tune(path, tmp_path / "elsewhere")
+    assert done.returncode == 2, output(done)
+    assert (
+        "spec.warmStartConfig.parentHyperParameterTuningJobs[0]: no local tune of "
+        "'xgboost-bank-tune'"
+    ) in done.stderr
+    assert not (tmp_path / "elsewhere").exists()
 
 
 # --- Hyperband ------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from kubemaker.api.training import TrainingJob
 from kubemaker.api.tuning import TuningJob, TuningJobSpec
 from kubemaker.builders.errors import SpecError
 from kubemaker.builders.tuning import (
+    LABEL_DEFINITION,
     LABEL_TRIAL,
     LABEL_TUNING_JOB,
     OBJECTIVE_FIELD,
-    LABEL_DEFINITION,
     Definition,
     build_trial,
     check_objective,

@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -198,3 +202,97 @@ def test_a_search_without_trials(tmp_path: Path, capsys: pytest.CaptureFixture[s
     (tmp_path / "tuning.json").write_text(json.dumps({"kind": "List", "items": [tuning_body()]}))
     assert cli.main(["tuning", "plot", "--dir", str(tmp_path)]) == 2
     assert "has no trials to plot yet" in capsys.readouterr().err
+
+
+# --- from a cluster --------------------------------------------------------------------------
+
+
+class FakeApiServer(BaseHTTPRequestHandler):
+    """GETs of one TuningJob and the TrainingJobs labelled as its trials, on loopback."""
+
+    objects: ClassVar[dict[str, Any]] = {}
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        self.seen.append(self.path)
+        body = self.objects.get(url.path)
+        selector = parse_qs(url.query).get("labelSelector", [""])[0]
+        if url.path.endswith("/trainingjobs") and body is not None:
+            label = "kubemaker.io/tuning-job"
+            body = {
+                "kind": "TrainingJobList",
+                "items": [
+                    t
+                    for t in body["items"]
+                    if f"{label}={t['metadata']['labels'][label]}" == selector
+                ],
+            }
+        data = json.dumps(body or {"kind": "Status", "reason": "NotFound", "message": "nope"})
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(data.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def apiserver(tmp_path: Path) -> Iterator[Path]:
+    """A kubeconfig whose current context (namespace team-a) points at the fake server."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApiServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    other = trial_body(3, "Completed", 0.99)
+    other["metadata"]["labels"]["kubemaker.io/tuning-job"] = "another-search"
+    base = "/apis/kubemaker.io/v1alpha1/namespaces/team-a"
+    FakeApiServer.seen = []
+    FakeApiServer.objects = {
+        f"{base}/tuningjobs/xgboost-bank-tune": tuning_body(),
+        f"{base}/trainingjobs": {
+            "items": [trial_body(1, "Completed", 0.93, steps=20), trial_body(2, "Failed"), other]
+        },
+    }
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [
+                    {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "team-a"}}
+                ],
+                "current-context": "x",
+            }
+        )
+    )
+    try:
+        yield kubeconfig
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_tuning_job_on_a_cluster(
+    apiserver: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cluster.png"
+    args = ["tuning", "plot", "xgboost-bank-tune", "--kubeconfig", str(apiserver), "-o", str(out)]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    assert f"wrote {out} (2 trials)" in capsys.readouterr().out
+    png_size(out)
+    # The context's namespace; the trials by their label, as kubectl get tj -l would.
+    assert FakeApiServer.seen == [
+        "/apis/kubemaker.io/v1alpha1/namespaces/team-a/tuningjobs/xgboost-bank-tune",
+        "/apis/kubemaker.io/v1alpha1/namespaces/team-a/trainingjobs"
+        "?labelSelector=kubemaker.io%2Ftuning-job%3Dxgboost-bank-tune",
+    ]
+
+    args = ["tuning", "plot", "missing", "-n", "team-b", "--kubeconfig", str(apiserver)]
+    assert cli.main(args) == 2
+    assert "TuningJob team-b/missing not found" in capsys.readouterr().err

@@ -681,7 +681,8 @@ class TuningJobSpec(ApiModel):
                 and objective.type != config.hyper_parameter_tuning_job_objective.type
             ):
                 raise ValueError(
-                    f"{where}.tuningObjective must have the type of hyperParameterTuningJobObjective"
+                    f"{where}.tuningObjective must have the type of "
+                    "hyperParameterTuningJobObjective"
                 )
         check_unique(names, "definitionName")
         return self

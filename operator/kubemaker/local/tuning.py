@@ -27,6 +27,10 @@ Under ``<workdir>/<tuning job>/``, rewritten as the search goes:
     <trial>.yaml       the trial's TrainingJob manifest, as the planner built it
     <trial>.log        the output of its ``kubemaker local train``
     <trial>/           its job directory (trainingjob.json, the hosts' files and logs)
+
+Why one module of this size: one search is one loop over its trial processes, their
+reader threads, Ctrl-C and the record, which share its state; its decisions are the
+planner's, and each trial is ``kubemaker local train``'s.
 """
 
 from __future__ import annotations
@@ -52,8 +56,9 @@ from typing import Any
 
 import yaml
 
-from kubemaker.api import MetricDefinition, TrainingJob, TuningJob
-from kubemaker.api.tuning import TuningJobStatus
+from kubemaker.api import API_VERSION, MetricDefinition, TrainingJob, TrainingJobSpec, TuningJob
+from kubemaker.api.training import ANNOTATION_METRIC_SERIES
+from kubemaker.api.tuning import TrainingJobTemplate, TuningJobSpec, TuningJobStatus
 from kubemaker.builders import tuning as tb
 from kubemaker.config import OperatorConfig
 from kubemaker.local import record
@@ -63,12 +68,11 @@ from kubemaker.local.errors import (
     EXIT_OK,
     LocalError,
     ManifestError,
-    UnsupportedError,
 )
 from kubemaker.local.manifest import parse_resource
 from kubemaker.local.progress import Display, format_duration
 from kubemaker.metric_definitions import MetricParser
-from kubemaker.planners.tuning import TERMINAL, Observation, Plan, plan_tuning
+from kubemaker.planners.tuning import TERMINAL, Observation, Parent, Plan, plan_tuning
 from kubemaker.planners.tuning_views import ANNOTATION_STOPPED_EARLY, TrialView
 
 logger = logging.getLogger(__name__)
@@ -86,6 +90,11 @@ PLAN_SHARE = 4.0
 # killed outright, when this command itself must end (an error in the loop).
 STOP_WAIT_SECONDS = (10.0, 20.0)
 LOG_TAIL_LINES = 20
+# What `kubemaker local train --no-progress` prints to stderr once its Ctrl-C handler is
+# in place (kubemaker.local.progress.Display, at the first phase): a SIGINT before that
+# would interrupt its start-up with a traceback rather than stop it. A stop asked for
+# earlier waits for this line.
+READY_LINE = b"kubemaker: Downloading ("
 
 
 @dataclass
@@ -101,7 +110,10 @@ class Trial:
     created: datetime
     started: float = field(default_factory=time.monotonic)
     process: subprocess.Popen[bytes] | None = None
-    reader: threading.Thread | None = None
+    reader: threading.Thread | None = None  # stdout: the algorithm's log, then the summary
+    errors: threading.Thread | None = None  # stderr: kubemaker's notes
+    ready: bool = False  # its Ctrl-C handler is in place
+    pending: int = 0  # SIGINTs to send once it is
     feeding: bool = True  # until its summary: what follows is not the algorithm's log
     ended: bool = False
     reported: bool = False  # its end was printed
@@ -109,6 +121,7 @@ class Trial:
     status: JSON = field(default_factory=dict)  # its record's status, once it ended
     stop_requested: bool = False
     stopped_early: str | None = None
+    metric: str = ""  # its objective metric (its definition's)
 
     def body(self) -> JSON:
         """The TrainingJob as ``kubectl get trainingjob -o json`` would show it now."""
@@ -166,6 +179,8 @@ class LocalTuningJob:
         self.interrupts = 0  # Ctrl-C (or SIGTERM) so far, counted by the handler
         self._interrupts_seen = 0
         self._replan_seconds = REPLAN_SECONDS
+        self._parents_read: dict[str, Parent] | None = None
+        self._said_waiting = False
         self._cond = threading.Condition(threading.RLock())
         self._urgent = False  # a trial ended, or Ctrl-C
         self._new_values = False  # a trial logged a metric value
@@ -174,30 +189,57 @@ class LocalTuningJob:
     # --- checks before anything runs ----------------------------------------------------
 
     def _check(self, config: OperatorConfig) -> None:
-        """What the planner cannot know: whether this machine can run the trials."""
+        """What the planner cannot know: whether this machine can run the trials (each
+        training job definition as a TrainingJob, with its static hyperparameters)."""
         from kubemaker.local.training import LocalTrainingJob
 
-        if self.spec.warm_start_config is not None:
-            raise UnsupportedError(
-                f"{self.source}: spec.warmStartConfig: local mode runs no warm start (its "
-                "parents are TuningJobs on a cluster); remove it to tune locally"
-            )
-        owner = tb.tuning_owner(self.name, NAMESPACE, self.uid)
-        body = tb.build_trial(self.spec, owner=owner, index=0, tuned={})
-        where = f"{self.source} (a trial's TrainingJob)"
-        try:
-            trial = parse_resource(body, TrainingJob, where)
-            LocalTrainingJob(
-                trial,
-                workdir=self.dir,
-                config=config,
-                display=Display(live=False),
-            )
-        except LocalError as exc:
-            message = exc.message.removeprefix(f"{where}: ")
-            if message.startswith("spec."):
-                message = "spec.trainingJobDefinition." + message.removeprefix("spec.")
-            raise type(exc)(f"{self.source}: {message}") from None
+        for field_name, template in _templates(self.spec):
+            spec = template.model_dump(by_alias=True, exclude_none=True, mode="json")
+            for name in _TEMPLATE_ONLY:
+                spec.pop(name, None)
+            spec["hyperParameters"] = dict(template.static_hyper_parameters or {})
+            body = {
+                "apiVersion": API_VERSION,
+                "kind": "TrainingJob",
+                "metadata": {"name": tb.trial_name(self.name, 0)},
+                "spec": spec,
+            }
+            where = f"{self.source} ({field_name} as a TrainingJob)"
+            try:
+                trial = parse_resource(body, TrainingJob, where)
+                LocalTrainingJob(
+                    trial, workdir=self.dir, config=config, display=Display(live=False)
+                )
+            except LocalError as exc:
+                message = exc.message.removeprefix(f"{where}: ")
+                if message.startswith("spec."):
+                    message = f"{field_name}.{message.removeprefix('spec.')}"
+                raise type(exc)(f"{self.source}: {message}") from None
+        self._parents()  # a parent that is not there says so before anything runs
+
+    def _parents(self) -> dict[str, Parent]:
+        """A warm start's parents: what ``local tune`` of each left in this workdir."""
+        warm = self.spec.warm_start_config
+        parents: dict[str, Parent] = {}
+        for i, ref in enumerate(warm.parent_hyper_parameter_tuning_jobs if warm else ()):
+            name = ref.hyper_parameter_tuning_job_name
+            path = self.dir.parent / name / TUNING_RECORD
+            where = f"{self.source}: spec.warmStartConfig.parentHyperParameterTuningJobs[{i}]"
+            try:
+                items = json.loads(path.read_text(encoding="utf-8"))["items"]
+                tuning = next(i for i in items if i.get("kind") == "TuningJob")
+                spec = TuningJobSpec.model_validate(tuning["spec"])
+            except FileNotFoundError:
+                raise ManifestError(
+                    f"{where}: no local tune of {name!r} in {self.dir.parent} (run `kubemaker "
+                    "local tune` of it first, with the same --workdir)"
+                ) from None
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
+                raise ManifestError(f"{where}: {path} cannot be read") from None
+            views = (TrialView.from_body(i) for i in items if i.get("kind") == "TrainingJob")
+            state = (tuning.get("status") or {}).get("hyperParameterTuningJobStatus")
+            parents[name] = Parent(name, spec, state, [v for v in views if v is not None])
+        return parents
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -231,6 +273,8 @@ class LocalTuningJob:
         spec = self.spec
         if self.interrupts:
             spec = spec.model_copy(update={"stop": True})
+        if self._parents_read is None or self.status.hyper_parameter_tuning_job_status is None:
+            self._parents_read = self._parents()  # until the search starts: they may end
         with self._cond:
             bodies = [t.body() for t in self.trials.values()]
         views = [v for v in (TrialView.from_body(b) for b in bodies) if v is not None]
@@ -245,6 +289,7 @@ class LocalTuningJob:
                 trials=views,
                 now=datetime.now(UTC),
                 creation_timestamp=_iso(self.created),
+                parents=self._parents_read,
             )
         )
         self.status = plan.status
@@ -254,6 +299,12 @@ class LocalTuningJob:
         for event in plan.events:
             if event.reason not in ("TrialsCreated", "StoppedEarly"):
                 logger.info("%s: %s: %s", self.name, event.reason, event.message)
+        waiting = next(
+            (c for c in plan.status.conditions or () if c.reason == "WaitingForParents"), None
+        )
+        if waiting is not None and not self._said_waiting:
+            self._said_waiting = True
+            logger.info("%s: %s (Ctrl-C to give up)", self.name, waiting.message)
         for manifest in plan.create:
             self._start(manifest)
         stops: dict[str, str | None] = dict.fromkeys(plan.stop)
@@ -305,6 +356,7 @@ class LocalTuningJob:
             log_path=self.dir / f"{name}.log",
             parser=MetricParser([MetricDefinition.model_validate(d) for d in definitions or ()]),
             created=datetime.now(UTC),
+            metric=str(manifest["metadata"]["annotations"][ANNOTATION_METRIC_SERIES]),
         )
         command = [
             sys.executable, "-m", "kubemaker", "local", "train",
@@ -312,21 +364,24 @@ class LocalTuningJob:
         ]  # fmt: skip
         if self.config_path is not None:
             command += ["--config", self.config_path]
-        with trial.log_path.open("ab") as log:
-            # Its own session: Ctrl-C at the terminal reaches this command only, which
-            # stops the trials itself (through the planner).
-            trial.process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,
-            )
+        # Its own session: Ctrl-C at the terminal reaches this command only, which
+        # stops the trials itself (through the planner).
+        trial.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         trial.reader = threading.Thread(
             target=self._follow, args=(trial,), name=f"trial-{name}", daemon=True
         )
+        trial.errors = threading.Thread(
+            target=self._follow_errors, args=(trial,), name=f"trial-{name}-err", daemon=True
+        )
         with self._cond:
             self.trials[name] = trial
+        trial.errors.start()
         trial.reader.start()
         tuned = ", ".join(f"{k}={_short(v)}" for k, v in sorted(self._tuned(manifest).items()))
         logger.info("%s: started (%s)", name, tuned)
@@ -351,6 +406,8 @@ class LocalTuningJob:
                 if found:
                     self._wake(urgent=False)
         code = process.wait()
+        if trial.errors is not None:
+            trial.errors.join(STOP_WAIT_SECONDS[0])
         status = self._outcome(trial, code)
         with self._cond:
             trial.status = status
@@ -359,6 +416,21 @@ class LocalTuningJob:
             if status.get("trainingJobStatus") != "Stopped":
                 trial.stopped_early = None  # it ended before the stop reached it
         self._wake(urgent=True)
+
+    def _follow_errors(self, trial: Trial) -> None:
+        """The trial's stderr to its log; the SIGINTs asked for before it was ready."""
+        process = trial.process
+        assert process is not None and process.stderr is not None
+        with trial.log_path.open("ab") as log:
+            for raw in iter(process.stderr.readline, b""):
+                log.write(raw)
+                log.flush()
+                if not trial.ready and raw.startswith(READY_LINE):
+                    with self._cond:
+                        trial.ready = True
+                        pending, trial.pending = trial.pending, 0
+                    for _ in range(pending):
+                        self._signal(trial)
 
     def _outcome(self, trial: Trial, exit_code: int) -> JSON:
         """The status of the trial's record; without one, why it ended without."""
@@ -396,8 +468,16 @@ class LocalTuningJob:
         if reason is not None:
             logger.info("%s: stopping early: %s", name, reason)
         self._signal(trial)
+        if self._interrupts_seen > 1:  # Ctrl-C twice already: kill its algorithm
+            self._signal(trial)
 
-    def _signal(self, trial: Trial) -> None:
+    def _signal(self, trial: Trial, *, now: bool = False) -> None:
+        """SIGINT to the trial's ``local train``: now if it is ready (or ``now``), else
+        once it is."""
+        with self._cond:
+            if not (trial.ready or now):
+                trial.pending += 1
+                return
         # send_signal does nothing once the process has been reaped (its id may be reused).
         if trial.process is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -408,7 +488,7 @@ class LocalTuningJob:
         running = [t for t in self.trials.values() if t.process and t.process.poll() is None]
         for wait in STOP_WAIT_SECONDS:
             for trial in running:
-                self._signal(trial)
+                self._signal(trial, now=True)
             deadline = time.monotonic() + wait
             for trial in running:
                 assert trial.process is not None
@@ -419,8 +499,9 @@ class LocalTuningJob:
             assert trial.process is not None
             trial.process.kill()
         for trial in self.trials.values():
-            if trial.reader is not None:
-                trial.reader.join(STOP_WAIT_SECONDS[0])
+            for thread in (trial.reader, trial.errors):
+                if thread is not None:
+                    thread.join(STOP_WAIT_SECONDS[0])
 
     # --- progress -----------------------------------------------------------------------
 
@@ -432,20 +513,20 @@ class LocalTuningJob:
                     continue
                 trial.reported = True
                 status = dict(trial.status)
-                points = len(trial.parser.series.get(self.metric, ()))
+                points = len(trial.parser.series.get(trial.metric, ()))
             state = status.get("trainingJobStatus", "Failed")
             took = format_duration(trial.duration or 0.0)
-            objective = _metrics(status).get(self.metric)
+            objective = _metrics(status).get(trial.metric)
             if state == "Completed" and objective is not None:
                 note = " (the best so far)" if best and best.training_job_name == trial.name else ""
-                logger.info("%s: Completed in %s: %s %.6g%s", trial.name, took, self.metric,
+                logger.info("%s: Completed in %s: %s %.6g%s", trial.name, took, trial.metric,
                             objective, note)  # fmt: skip
             elif state == "Stopped" and trial.stopped_early:
                 logger.info("%s: stopped early in %s, after %d values of %s", trial.name, took,
-                            points, self.metric)  # fmt: skip
+                            points, trial.metric)  # fmt: skip
             else:
                 reason = status.get("failureReason") or (
-                    f"no {self.metric} in its log" if state == "Completed" else ""
+                    f"no {trial.metric} in its log" if state == "Completed" else ""
                 )
                 logger.info("%s: %s in %s%s", trial.name, state, took, f": {reason}" * bool(reason))
 
@@ -526,7 +607,7 @@ class LocalTuningJob:
     # --- summary ------------------------------------------------------------------------
 
     def _tuned(self, manifest: Mapping[str, Any]) -> dict[str, str]:
-        names = self.spec.hyper_parameter_tuning_job_config.parameter_ranges.names()
+        names = _tuned_names(self.spec)
         values = manifest.get("spec", {}).get("hyperParameters") or {}
         return {k: str(values[k]) for k in names if k in values}
 
@@ -573,16 +654,22 @@ class LocalTuningJob:
         return "\n".join(lines)
 
     def _rows(self, trials: Sequence[Trial]) -> list[list[str]]:
-        names = sorted(self.spec.hyper_parameter_tuning_job_config.parameter_ranges.names())
-        rows = [["trial", "status", self.metric, *names, ""]]
-        for trial in trials:
+        names = sorted(_tuned_names(self.spec))
+        definitions = [
+            trial.manifest["metadata"].get("labels", {}).get(tb.LABEL_DEFINITION)
+            for trial in trials
+        ]
+        several = any(definitions)  # trainingJobDefinitions: say which each trial ran
+        rows = [["trial", *["definition"] * several, "status", self.metric, *names, ""]]
+        for trial, definition in zip(trials, definitions, strict=True):
             status = trial.status if trial.ended else {"trainingJobStatus": "InProgress"}
             state = str(status.get("trainingJobStatus", ""))
-            objective = _metrics(status).get(self.metric) if state == "Completed" else None
+            objective = _metrics(status).get(trial.metric) if state == "Completed" else None
             tuned = self._tuned(trial.manifest)
             rows.append(
                 [
                     trial.name,
+                    *[definition or ""] * several,
                     state,
                     f"{objective:.6g}" if objective is not None else "-",
                     *(_short(tuned.get(n, "")) for n in names),
@@ -590,6 +677,24 @@ class LocalTuningJob:
                 ]
             )
         return rows
+
+
+# TrainingJobTemplate's fields that a TrainingJob's spec does not have.
+_TEMPLATE_ONLY = frozenset(
+    f.alias or name
+    for name, f in TrainingJobTemplate.model_fields.items()
+    if name not in TrainingJobSpec.model_fields
+)
+
+
+def _templates(spec: TuningJobSpec) -> list[tuple[str, TrainingJobTemplate]]:
+    """The training job definitions, with their fields' paths."""
+    return [(d.field, d.template) for d in tb.definitions(spec)]
+
+
+def _tuned_names(spec: TuningJobSpec) -> set[str]:
+    """Every tuned hyperparameter, of every definition."""
+    return {name for d in tb.definitions(spec) for name in d.ranges.names()}
 
 
 def _metrics(status: Mapping[str, Any]) -> dict[str, float]:

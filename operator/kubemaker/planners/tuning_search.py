@@ -37,16 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import optuna
-from optuna.pruners import BasePruner, HyperbandPruner
-from optuna.samplers import BaseSampler, RandomSampler, TPESampler
-from optuna.trial import FrozenTrial, TrialState, create_trial
-
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
 )
+from optuna.pruners import BasePruner, HyperbandPruner
+from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from kubemaker.api.tuning import HyperParameterTuningJobConfig, ParameterRanges
 from kubemaker.planners.tuning_space import Dimension, dimensions, resolve_scale
