@@ -145,6 +145,11 @@ TUNING_BEST_OBJECTIVE = Gauge(
     "A TuningJob's best final objective value so far (its bestTrainingJob's).",
     ["namespace", "tuningjob", "metric"],
 )
+TUNING_TRIALS = Gauge(
+    "kubemaker_tuning_trials",
+    "A TuningJob's trials by state (its trainingJobStatusCounters).",
+    ["namespace", "tuningjob", "status"],
+)
 
 
 class StatusTally:

@@ -10,8 +10,11 @@ stop, early stopping through ``spec.stop``, warm start, restarts, deletion.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -27,6 +30,9 @@ from operator_harness import (  # noqa: E402
     condition,
     wait_for,
 )
+
+if TYPE_CHECKING:
+    from conftest import LocalCluster
 
 pytestmark = pytest.mark.cluster
 pytest_plugins = ("operator_harness",)
@@ -123,7 +129,7 @@ def running(trials: list[dict[str, Any]]) -> int:
 
 
 def test_a_search_runs_its_budget_at_most_parallel_trials_at_a_time(
-    operator: OperatorProcess, kube: Kube
+    operator: OperatorProcess, kube: Kube, cluster: LocalCluster, tmp_path: Path
 ) -> None:
     tuning = Tuning(kube)
     created = tuning.create(tuning_job("search", jobs=4, parallel=2))
@@ -155,6 +161,19 @@ def test_a_search_runs_its_budget_at_most_parallel_trials_at_a_time(
     assert best["trainingJobName"] == "search-001"  # ties: the earliest
     assert "all 4 training jobs" in status["completionReason"]
     assert condition(status, "Ready") == ("True", "Completed")
+    trials_metric = operator.metric(
+        "kubemaker_tuning_trials", namespace=kube.namespace, tuningjob="search", status="completed"
+    )
+    assert trials_metric == 4
+    # The picture of the search, read from the cluster as a user would.
+    picture = tmp_path / "search.png"
+    plotted = subprocess.run(
+        [sys.executable, "-m", "kubemaker", "tuning", "plot", "search", "-n", kube.namespace,
+         "--kubeconfig", str(cluster.kubeconfig), "-o", str(picture)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert plotted.returncode == 0, plotted.stderr
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_stop_stops_the_running_trials(operator: OperatorProcess, kube: Kube) -> None:

@@ -85,7 +85,8 @@ class TuningController(KindController):
 
     def forget(self, key: Key, body: kopf.Body) -> None:
         self.recent.pop(key, None)
-        _forget_gauge(metrics.TUNING_BEST_OBJECTIVE, key)
+        _forget_gauge(metrics.TUNING_BEST_OBJECTIVE, key, "metric")
+        _forget_gauge(metrics.TUNING_TRIALS, key, "status")
 
     def observe_trial(self, namespace: str | None, labels: kopf.Labels) -> None:
         owner = labels.get(tb.LABEL_TUNING_JOB)
@@ -151,6 +152,10 @@ class TuningController(KindController):
         for event in plan.events:
             self.events.post(body, event.type, event.reason, event.message)
         self.tally.set(key, str(plan.status.hyper_parameter_tuning_job_status))
+        counters = plan.status.training_job_status_counters
+        if counters is not None:
+            for state, count in counters.model_dump(by_alias=True).items():
+                metrics.TUNING_TRIALS.labels(namespace, name, state).set(count)
         best = plan.status.best_training_job
         objective = best.final_hyper_parameter_tuning_job_objective_metric if best else None
         if objective is not None:
@@ -214,11 +219,11 @@ class TuningController(KindController):
         return await self.write_status(key, body, new)
 
 
-def _forget_gauge(gauge: Any, key: Key) -> None:
-    """Remove the series of one TuningJob (whatever its metric label)."""
+def _forget_gauge(gauge: Any, key: Key, label: str) -> None:
+    """Remove the series of one TuningJob (whatever its third label)."""
     for labels in [s.labels for m in gauge.collect() for s in m.samples]:
         if (labels.get("namespace"), labels.get("tuningjob")) == key:
-            gauge.remove(labels["namespace"], labels["tuningjob"], labels["metric"])
+            gauge.remove(labels["namespace"], labels["tuningjob"], labels[label])
 
 
 # --- kopf handlers ------------------------------------------------------------------------
