@@ -31,6 +31,7 @@ The split is stratified by the label (each part keeps the 11.5% rate of positive
 run writes the same files. SageMaker's CSV format: the label first, no header::
 
     <out>/train/train.csv  <out>/validation/validation.csv  <out>/test/test.csv
+    <out>/test-jsonl/test.jsonl  (the test split as JSON Lines: id, label, features)
     <out>/features.json    (column names, after the label)
 
 Usage::
@@ -250,6 +251,19 @@ def write_csv(path: Path, rows: Sequence[dict[str, str]], *, drop_duration: bool
     tmp.replace(path)
 
 
+def write_jsonl(path: Path, rows: Sequence[dict[str, str]], *, drop_duration: bool) -> None:
+    """The rows as JSON Lines, ``{"id", "label", "features"}`` each (the batch transform
+    example with an outputFilter reads them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for number, row in enumerate(rows, start=1):
+            label, *features = encode(row, drop_duration=drop_duration)
+            record = {"id": number, "label": int(label), "features": [float(v) for v in features]}
+            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+    tmp.replace(path)
+
+
 def prepare(out: Path, *, seed: int = SEED, drop_duration: bool = False) -> dict[str, int]:
     """Write the three channels and features.json under ``out``; rows per split."""
     rows = read_rows(fetch_dataset())
@@ -261,6 +275,11 @@ def prepare(out: Path, *, seed: int = SEED, drop_duration: bool = False) -> dict
             shutil.rmtree(channel)
         write_csv(channel / f"{name}.csv", part, drop_duration=drop_duration)
         counts[name] = len(part)
+        if name == "test":
+            jsonl = out / "test-jsonl"
+            if jsonl.is_dir():
+                shutil.rmtree(jsonl)
+            write_jsonl(jsonl / "test.jsonl", part, drop_duration=drop_duration)
         positives = sum(r[LABEL] == "yes" for r in part)
         logger.info(
             "%-10s %5d rows, %4.1f%% positive -> %s",

@@ -236,6 +236,64 @@ class AgentReport(_Wire):
             raise ReportError(f"unreadable agent report: {_one_line(exc)}") from None
 
 
+TRANSFORM_CONFIG_ENV = "KUBEMAKER_TRANSFORM_CONFIG"
+
+
+class TransformConfig(_Wire):
+    """Everything the transformer of one BatchTransform instance needs (a BatchTransform
+    spec with its model resolved and its storage settings)."""
+
+    job_name: str
+    input_uri: str
+    output_uri: str
+    content_type: str | None = None
+    accept: str | None = None
+    compression: Literal["None", "Gzip"] = "None"
+    split_type: Literal["None", "Line", "RecordIO", "TFRecord"] = "None"
+    assemble_with: Literal["None", "Line"] = "None"
+    # Unset: what the model server's /execution-parameters says, else SageMaker's defaults.
+    batch_strategy: Literal["MultiRecord", "SingleRecord"] | None = None
+    max_payload_in_mb: int | None = Field(default=None, ge=0, le=100, alias="maxPayloadInMB")
+    max_concurrent_transforms: int | None = Field(default=None, ge=0, le=1000)
+    input_filter: str = "$"
+    output_filter: str = "$"
+    join_source: Literal["None", "Input"] = "None"
+    invocations_timeout_in_seconds: int = Field(default=600, ge=1)
+    invocations_max_retries: int = Field(default=3, ge=0)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    # The instances share the input objects: this one transforms shard(index, count).
+    instance_count: int = Field(default=1, ge=1)
+    server_url: str = "http://127.0.0.1:8080"
+
+
+class TransformReport(_Wire):
+    """What one transformer did, written to its termination message."""
+
+    _unknown_fields_log_level: ClassVar[int] = logging.DEBUG
+
+    version: int = Field(default=1, ge=1)
+    outcome: Literal["Completed", "Failed", "Stopped"]
+    objects_total: int = 0  # this instance's share
+    objects_done: int = 0  # written now or found complete
+    objects_skipped: int = 0  # of those, complete from an earlier attempt
+    records: int = 0
+    failure_reason: str | None = None
+    # "user": the data or the model refused it (never retried); "platform": may be.
+    error_kind: Literal["user", "platform"] | None = None
+
+    @field_validator("failure_reason")
+    @classmethod
+    def _clip_to_limit(cls, text: str | None) -> str | None:
+        return _clip(text, FAILURE_REASON_LIMIT)
+
+    def to_message(self) -> str:
+        return json.dumps(
+            self.model_dump(mode="json", by_alias=True, exclude_none=True),
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+
 def _one_line(exc: ValidationError) -> str:
     """The first error of a ValidationError as ``field: problem (got value)``."""
     errors = exc.errors(include_url=False)

@@ -5,6 +5,8 @@ kubemaker-agent sidecar   prepare, mark ready, feed pipes and sync checkpoints
 kubemaker-agent probe     exit 0 once the sidecar is ready (the startup probe)
 kubemaker-agent fetch-model --uri URI --dest DIR
                           unpack a model.tar.gz (a serving pod's init container)
+kubemaker-agent transform a BatchTransform instance's share of the input objects,
+                          through the model server beside it (the pod's main container)
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ logger = logging.getLogger("kubemaker_runtime.agent")
 # Only the standard library at import: the probe runs this module every few seconds.
 AGENT_CONFIG_ENV = "KUBEMAKER_AGENT_CONFIG"  # = protocol.AGENT_CONFIG_ENV
 
+TRANSFORM_CONFIG_ENV = "KUBEMAKER_TRANSFORM_CONFIG"  # = protocol.TRANSFORM_CONFIG_ENV
+METRICS_PORT_ENV = "KUBEMAKER_METRICS_PORT"
 STATE_DIR_ENV = "KUBEMAKER_AGENT_STATE_DIR"
 DEFAULT_STATE_DIR = "/tmp/kubemaker-agent"
 TERMINATION_LOG_ENV = "KUBEMAKER_TERMINATION_LOG"
@@ -76,6 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--termination-log",
         default=os.environ.get(TERMINATION_LOG_ENV, "/dev/termination-log"),
         help=f"where a failure's message goes (env {TERMINATION_LOG_ENV})",
+    )
+    transform = sub.add_parser("transform", help="a BatchTransform instance's transformer")
+    transform.add_argument(
+        "--config-file",
+        type=Path,
+        help=f"read the TransformConfig JSON from this file instead of env {TRANSFORM_CONFIG_ENV}",
+    )
+    transform.add_argument(
+        "--index",
+        type=int,
+        help="this instance's index (default $JOB_COMPLETION_INDEX, else 0)",
+    )
+    transform.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get(METRICS_PORT_ENV, "0") or 0),
+        help=f"serve progress as Prometheus metrics on this port (env {METRICS_PORT_ENV}; 0: no)",
+    )
+    transform.add_argument(
+        "--termination-log",
+        default=os.environ.get(TERMINATION_LOG_ENV, "/dev/termination-log"),
+        help=f"where the TransformReport goes (env {TERMINATION_LOG_ENV})",
     )
     for subparser in (sidecar, probe):
         # Also accepted after the subcommand; SUPPRESS keeps the main parser's default.
@@ -177,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     if args.command == "fetch-model":
         return run_fetch(args)
+    if args.command == "transform":
+        from kubemaker_runtime.transform.main import run_transform
+
+        return run_transform(
+            config_file=args.config_file,
+            index=args.index,
+            metrics_port=args.metrics_port,
+            termination_log=Path(args.termination_log),
+        )
     return run_sidecar(args)
 
 

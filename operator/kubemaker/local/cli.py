@@ -1,11 +1,12 @@
-"""``kubemaker local train|serve``: run a TrainingJob, or serve its model, on this machine.
+"""``kubemaker local train|tune|transform|serve``: run a kind on this machine.
 
     kubemaker local train -f trainingjob.yaml [--workdir DIR]
     kubemaker local tune -f tuningjob.yaml [--workdir DIR]
+    kubemaker local transform -f batchtransform.yaml [--workdir DIR]
     kubemaker local serve [--model WORKDIR|JOBDIR|model.tar.gz|URI|endpoint.yaml] [--port N]
     kubemaker local serve -f endpoint.yaml [--port N] [--capture-dir DIR]
 
-Exit codes: 0 done; 1 the job (a tuning job's search) failed (the reason is printed);
+Exit codes: 0 done; 1 the job (a tuning job's search, a transform) failed (the reason is printed);
 2 nothing ran (a bad manifest or option, or this machine cannot run the job); 3 stopped
 at maxRuntimeInSeconds; 130 interrupted (Ctrl-C).
 """
@@ -75,6 +76,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("-f", "--file", type=Path, required=True, help="the TuningJob manifest")
     tune.add_argument("--workdir", type=Path, help=workdir_help)
     tune.add_argument(
+        "--config",
+        help="operator configuration (images catalog); default $KUBEMAKER_CONFIG, else built-in",
+    )
+
+    transform = commands.add_parser(
+        "transform",
+        help="run a BatchTransform on this machine: its model's server and the transformer",
+        description=(
+            "Run a BatchTransform on this machine: the model's own server (as in a transform "
+            "pod) and the same transformer, over every object under transformInput; writes "
+            "<object>.out under transformOutput.s3OutputPath. Run again after an "
+            "interruption, it skips the objects already done."
+        ),
+    )
+    transform.add_argument(
+        "-f", "--file", type=Path, required=True, help="the BatchTransform manifest"
+    )
+    transform.add_argument("--workdir", type=Path, help=workdir_help)
+    transform.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=120.0,
+        help="seconds the model server may take to answer /ping (default 120)",
+    )
+    transform.add_argument(
         "--config",
         help="operator configuration (images catalog); default $KUBEMAKER_CONFIG, else built-in",
     )
@@ -156,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
             return run_train(args)
         if args.local_command == "tune":
             return run_tune(args)
+        if args.local_command == "transform":
+            return run_local_transform(args)
         return run_serve(args)
     except LocalError as exc:
         print(f"kubemaker local {args.local_command}: {exc.message}", file=sys.stderr)
@@ -221,6 +249,22 @@ def run_tune(args: argparse.Namespace) -> int:
     if status.hyper_parameter_tuning_job_status == "Failed":
         print(f"kubemaker local tune: {status.failure_reason}", file=sys.stderr)
     return tuning.exit_code()
+
+
+def run_local_transform(args: argparse.Namespace) -> int:
+    from kubemaker.api import BatchTransform
+    from kubemaker.local.manifest import load
+    from kubemaker.local.record import default_workdir
+    from kubemaker.local.transform import run_transform
+
+    configure_logging()
+    job = load(args.file, BatchTransform)
+    return run_transform(
+        job,
+        workdir=args.workdir or default_workdir(),
+        config=_operator_config(args.config),
+        startup_timeout=args.startup_timeout,
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
