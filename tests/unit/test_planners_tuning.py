@@ -234,6 +234,10 @@ def test_hyperband_stops_a_trial_that_loses_at_a_rung() -> None:
         world.update(name, series=series(*[0.5 + i / 100] * 9))
         world.finish(name, auc=0.5 + i / 100)
     world.update("tune-030", series=series(0.1, 0.1, 0.1))
+    at_the_end = World(world.spec)
+    at_the_end.trials = dict(world.trials)
+    at_the_end.update("tune-030", series=series(*[0.1] * 9))  # maxResource reached
+    assert not at_the_end.reconcile().stop_early  # it has trained all it will
     plan = world.reconcile()
     assert list(plan.stop_early) == ["tune-030"]
     assert plan.stop_early["tune-030"].startswith("Hyperband stopped it at step")

@@ -208,6 +208,8 @@ def _early_stops(
         metric = definition.metric if definition else "objective"
         if hyperband:
             low, high = hyperband_resources(spec)
+            if step >= high:
+                continue  # it has trained all it will: a stop now saves nothing
             if search.hyperband_stop(
                 trial, done, min_resource=low, max_resource=high, maximize=maximize
             ):
