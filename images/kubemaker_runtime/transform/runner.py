@@ -151,7 +151,7 @@ class Transformer:
         self.on_progress = on_progress or (lambda _: None)
         self.work_dir = work_dir
         self.progress = Progress()
-        content = config.content_type or ""
+        self.content_type = config.content_type or ""
         try:
             self.input_filter = filters.compile_path(
                 config.input_filter, "spec.dataProcessing.inputFilter"
@@ -165,7 +165,6 @@ class Transformer:
         self.per_record = (
             config.join_source == "Input" or config.output_filter.strip() != "$"
         ) and config.split_type != "None"
-        self.content_type = content
 
     # --- the whole share ----------------------------------------------------------------
 
@@ -175,7 +174,7 @@ class Transformer:
         client: ModelClient | None = None
         try:
             inputs = factory.for_uri(self.config.input_uri)
-            mine = self._share(inputs)
+            mine, found = self._share(inputs)
             done = self._outputs(factory.for_uri(self.config.output_uri))
             plan = resolve(self.config, execution_parameters(self.config.server_url))
             client = ModelClient(
@@ -188,7 +187,7 @@ class Transformer:
             )
             logger.info(
                 "%d of %d objects are this instance's; %s, %d MB, %d in flight",
-                len(mine), self.progress.objects_total, plan.strategy, plan.max_payload_mb,
+                len(mine), found, plan.strategy, plan.max_payload_mb,
                 plan.concurrency,
             )  # fmt: skip
             self.progress.objects_total = len(mine)
@@ -231,17 +230,17 @@ class Transformer:
             }
         )
 
-    def _share(self, store: Store) -> list[StoredObject]:
+    def _share(self, store: Store) -> tuple[list[StoredObject], int]:
+        """This instance's objects, in key order, and how many there are in all."""
         try:
             found = [o for o in store.list(self.config.input_uri) if o.size >= 0]
         except NotFoundError:
             found = []
         if not found:
             raise TransformError(f"transformInput: no objects under {self.config.input_uri}")
-        self.progress.objects_total = len(found)
         count = self.config.instance_count
         keys = set(records.shard([(o.key, o.size) for o in found], self.index, count))
-        return sorted((o for o in found if o.key in keys), key=lambda o: o.key)
+        return sorted((o for o in found if o.key in keys), key=lambda o: o.key), len(found)
 
     def _outputs(self, store: Store) -> set[str]:
         """The outputs already complete (keys relative to the output path)."""

@@ -28,7 +28,6 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import FrameType
 
 from kubemaker.api import Endpoint, ModelSource, ProductionVariant, TrainingJob
 from kubemaker.builders.storage import storage_settings
@@ -42,6 +41,7 @@ from kubemaker.local.errors import (
     UnsupportedError,
 )
 from kubemaker.local.manifest import load_endpoint_or_training_job
+from kubemaker.local.signals import signals_handled
 from kubemaker_runtime import contract, processors
 from kubemaker_runtime.archives import extract_all
 from kubemaker_runtime.protocol import StorageConfig
@@ -352,21 +352,8 @@ def wait_for_ping(
 def stop_signals() -> Iterator[threading.Event]:
     """An event set by SIGINT or SIGTERM while the block runs (main thread only)."""
     stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
+    with signals_handled(lambda _signum, _frame: stop.set()):
         yield stop
-        return
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, handler)
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def stop_server(process: subprocess.Popen[bytes], what: str = "the model server") -> None:

@@ -27,7 +27,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +60,7 @@ from kubemaker.local.errors import (
     UnsupportedError,
 )
 from kubemaker.local.progress import Display, format_duration
+from kubemaker.local.signals import signals_handled
 from kubemaker.metric_definitions import MetricParser, merge_final_metrics
 from kubemaker_runtime import contract, processors
 from kubemaker_runtime.agent import Agent, AgentError
@@ -210,7 +210,7 @@ class LocalTrainingJob:
             self.name, self.runtime.describe(), len(self.hosts_names), self.job_dir,
         )  # fmt: skip
         self._set_up_hosts()
-        with self._signals_handled():
+        with signals_handled(self._on_signal):
             try:
                 self._transition(Step.DOWNLOADING)
                 failure = self._prepare()
@@ -435,20 +435,6 @@ class LocalTrainingJob:
             )
 
     # --- signals ------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _signals_handled(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in previous:
-            signal.signal(sig, self._on_signal)
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1

@@ -47,7 +47,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +71,7 @@ from kubemaker.local.errors import (
 )
 from kubemaker.local.manifest import parse_resource
 from kubemaker.local.progress import Display, format_duration
+from kubemaker.local.signals import signals_handled
 from kubemaker.metric_definitions import MetricParser
 from kubemaker.planners.tuning import TERMINAL, Observation, Parent, Plan, plan_tuning
 from kubemaker.planners.tuning_views import ANNOTATION_STOPPED_EARLY, TrialView
@@ -245,7 +246,7 @@ class LocalTuningJob:
 
     def run(self) -> TuningJobStatus:
         """Search until the planner says the search has ended; its final status."""
-        with self._signals_handled():
+        with signals_handled(self._on_signal):
             try:
                 while True:
                     began = time.monotonic()
@@ -566,20 +567,6 @@ class LocalTuningJob:
         tmp.replace(path)
 
     # --- signals ------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _signals_handled(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in previous:
-            signal.signal(sig, self._on_signal)
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         # Only count and wake: the loop acts (no output from a handler, which may have
