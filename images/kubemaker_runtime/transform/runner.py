@@ -341,6 +341,7 @@ class Transformer:
             raise TransformError(f"{where}: {exc}", kind="platform") from None
         self.progress.records += batch.count
         self.progress.bytes_in += len(batch.body)
+        self.on_progress(self.progress)
         line = self.config.assemble_with == "Line"
         if not self.per_record:
             if line and self.config.split_type != "None":

@@ -10,10 +10,11 @@ algorithm, framework or image that serves it. One transformer takes every input 
 (``instanceCount`` divides them among pods on a cluster); an interrupted run started
 again skips the objects whose ``.out`` is already written.
 
-A progress line (objects and records done, records/s) is redrawn on a terminal, else
-printed every 10 s; the summary and ``<workdir>/<name>/batchtransform.json`` (the
-status) are written at the end. Exit codes: 0 Completed, 1 Failed (the reason is
-printed), 2 nothing ran, 130 stopped (Ctrl-C).
+A progress line (objects and records done, records/s) is redrawn on a terminal (at
+most 4 times a second), else printed every 10 s and at the end; the summary and
+``<workdir>/<name>/batchtransform.json`` (the status) are written at the end. Exit
+codes: 0 Completed, 1 Failed (the reason is printed), 2 nothing ran, 130 stopped
+(Ctrl-C).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 RECORD = "batchtransform.json"
 PROGRESS_SECONDS = 10.0
+REDRAW_SECONDS = 0.25
 _UNSUPPORTED_SCHEMES = ("pvc://",)
 
 
@@ -60,7 +62,10 @@ class ProgressLine:
     def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
         with self._lock:
-            if not self.live and now - self.last < PROGRESS_SECONDS:
+            # Called after every request: a terminal is redrawn 4 times a second at most.
+            every = REDRAW_SECONDS if self.live else PROGRESS_SECONDS
+            done = progress.objects_done == progress.objects_total
+            if now - self.last < every and not done:
                 return
             self.last = now
             elapsed = max(now - progress.started, 1e-9)
