@@ -261,6 +261,7 @@ class TrainingController:
             self.tally.set(key, str(status_body(new_status).get("trainingJobStatus")))
             return
 
+        recorded = series_metrics(meta)
         jobs = list(self._children(self.jobs_index, key))
         pods = list(self._children(self.pods_index, key))
         obs = Observation(
@@ -276,8 +277,9 @@ class TrainingController:
             expected_jobs=self._expected_jobs(key, {j.name for j in jobs}),
             reports=dict(self.reports.get(key, {})),
             log_metrics=self.logs.final(key),
-            log_series=self.logs.series(key),
-            series_metrics=series_metrics(meta),
+            # Copied only for the jobs whose status records series (a TuningJob's trials).
+            log_series=self.logs.series(key) if recorded else {},
+            series_metrics=recorded,
             pod_refusals=(
                 {}
                 if status.get("trainingJobStatus") in TERMINAL_TRAINING_STATUSES
