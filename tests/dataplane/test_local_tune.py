@@ -213,6 +213,25 @@ def test_the_plot_of_the_bank_search(bank_search: Search, tmp_path: Path) -> Non
     assert len(data) > 20_000
 
 
+def test_the_best_trial_serves_a_batch_transform_by_tuning_job_ref(
+    bank_search: Search, bank_data: Path, tmp_path: Path
+) -> None:
+    """What an Endpoint or a BatchTransform gets from ``tuningJobRef`` on a cluster: the
+    best trial's model, here from the local search's record."""
+    body = yaml.safe_load((EXAMPLE / "batchtransform.yaml").read_text())
+    body["spec"]["model"] = {"tuningJobRef": {"name": TUNING}}
+    body["spec"]["transformInput"]["uri"] = (bank_data / "test").as_uri() + "/"
+    body["spec"]["transformOutput"]["s3OutputPath"] = (tmp_path / "out").as_uri() + "/"
+    path = write_manifest(tmp_path / "bt.yaml", body)
+    done = kubemaker("local", "transform", "-f", str(path), "--workdir", str(bank_search.workdir))
+    assert done.returncode == 0, output(done)
+    best = json.loads((bank_search.workdir / TUNING / "tuning.json").read_text())["items"][0]
+    name = best["status"]["bestTrainingJob"]["trainingJobName"]
+    assert f"/{name}/output/model.tar.gz" in done.stderr, output(done)  # "fetching ..."
+    rows = (bank_data / "test" / "test.csv").read_text().splitlines()
+    assert len((tmp_path / "out" / "test.csv.out").read_text().splitlines()) == len(rows)
+
+
 def test_the_same_seed_gives_the_same_first_trials(
     bank_search: Search, bank_data: Path, tmp_path: Path
 ) -> None:

@@ -102,17 +102,16 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
             partial.append(pieces[0])
             pieces[0] = b"".join(partial)
             partial = []
+            # Inline rather than a helper per line: this loop runs once per record.
             for line in pieces[:-1]:
-                yield from _line(line)
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if line:
+                    yield line
         partial.append(pieces[-1])
-    yield from _line(b"".join(partial))
-
-
-def _line(line: bytes) -> Iterator[bytes]:
-    if line.endswith(b"\r"):
-        line = line[:-1]
-    if line:
-        yield line
+    last = b"".join(partial).removesuffix(b"\r")
+    if last:
+        yield last
 
 
 class _Stream:

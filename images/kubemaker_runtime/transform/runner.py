@@ -285,9 +285,7 @@ class Transformer:
         keep = self.config.join_source == "Input"
 
         def sent() -> Iterator[bytes]:
-            for position, record in enumerate(
-                records.iter_records(chunks, self.config.split_type), start=1
-            ):
+            for position, record in enumerate(split, start=1):
                 if keep:
                     originals.append(record)
                 if self.filtering_input:
@@ -296,11 +294,15 @@ class Transformer:
                     )
                 yield record
 
+        split = records.iter_records(chunks, self.config.split_type)
+        # Records go to the batches as they are unless filtered or kept for the join.
+        source = sent() if keep or self.filtering_input else split
+
         window: collections.deque[tuple[records.Batch, Future[bytes]]] = collections.deque()
         with ThreadPoolExecutor(plan.concurrency, thread_name_prefix="invoke") as pool:
             try:
                 batches = records.batches(
-                    sent(),
+                    source,
                     strategy=plan.strategy,
                     max_payload=plan.max_payload_mb * MB,
                     split_type=self.config.split_type,

@@ -12,6 +12,7 @@ answers 200 the URL is printed; Ctrl-C (or SIGTERM) stops the server.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shlex
@@ -38,7 +39,6 @@ from kubemaker.local.errors import (
     EXIT_OK,
     LocalError,
     RunError,
-    UnsupportedError,
 )
 from kubemaker.local.manifest import load_endpoint_or_training_job
 from kubemaker.local.signals import signals_handled
@@ -125,10 +125,11 @@ def from_model_source(
             served = replace(served, environment={**served.environment, **source.environment})
         return served
     if source.tuning_job_ref is not None:
-        raise UnsupportedError(
-            f"{label}: tuningJobRef: local mode has no tuning jobs; use trainingJobRef "
-            "or modelDataUrl"
-        )
+        job_dir = best_trial_dir(workdir, source.tuning_job_ref.name, f"{label}.model")
+        served = from_training_job(record.read_record(job_dir), job_dir, config)
+        if source.environment:
+            served = replace(served, environment={**served.environment, **source.environment})
+        return served
     assert source.model_data_url is not None  # the model guarantees one of the three
     runtime = launch.resolve_runtime(
         algorithm_name=source.algorithm_name,
@@ -143,6 +144,30 @@ def from_model_source(
     if source.source_dir:
         environment.setdefault(contract.SERVING_SUBMIT_DIRECTORY_ENV, source.source_dir)
     return ModelToServe(label, source.model_data_url, runtime, storage, environment)
+
+
+def best_trial_dir(workdir: Path, tuning_job: str, field_name: str) -> Path:
+    """The job directory of a local tune's best trial (``kubemaker local tune`` keeps the
+    search's status in ``<workdir>/<tuning job>/tuning.json``, its trials beside it)."""
+    path = workdir / tuning_job / "tuning.json"
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))["items"]
+        status = next(i for i in items if i.get("kind") == "TuningJob").get("status") or {}
+    except FileNotFoundError:
+        raise LocalError(
+            f"{field_name}.tuningJobRef: no local tune of {tuning_job!r} in {workdir} (run "
+            "`kubemaker local tune` first, with the same --workdir)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
+        raise LocalError(f"{field_name}.tuningJobRef: {path} cannot be read") from None
+    best = (status.get("bestTrainingJob") or {}).get("trainingJobName")
+    if not best:
+        state = status.get("hyperParameterTuningJobStatus") or "not started"
+        raise LocalError(
+            f"{field_name}.tuningJobRef: TuningJob {tuning_job} has no best trial yet "
+            f"(it is {state})"
+        )
+    return workdir / tuning_job / str(best)
 
 
 def endpoint_storage(endpoint: Endpoint, config: OperatorConfig) -> StorageConfig:
