@@ -293,7 +293,9 @@ def test_a_variant_that_never_loads_stops_everything(trained: Trained, tmp_path:
     )
     done = kubemaker(
         "local", "serve", "-f", str(manifest), "--workdir", str(trained.workdir), "--port", "0",
-        "--startup-timeout", "5", timeout=120,
+        # Long enough for the healthy variant on a loaded machine (it loads in ~3 s):
+        # the broken one never answers 200, whatever the wait.
+        "--startup-timeout", "20", timeout=180,
     )  # fmt: skip
     assert done.returncode == 1, output(done)
     assert "variant Broken: the model server did not answer GET" in done.stderr
