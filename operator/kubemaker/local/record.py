@@ -4,6 +4,9 @@
 (``kubectl get trainingjob -o json``): the spec that ran (relative ``file://`` URIs
 resolved) and its status, in the API's own models. ``kubemaker local serve`` reads it
 to find the model and the algorithm that serves it.
+
+``<workdir>/<tuning job>/tuning.json`` is what ``kubemaker local tune`` leaves: a
+``List`` of the TuningJob and its trials' TrainingJobs, as the cluster would show them.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from kubemaker.api import TrainingJob
-from kubemaker.local.errors import LocalError
+from kubemaker.local.errors import LocalError, ManifestError
 
 RECORD_FILE = "trainingjob.json"
+TUNING_RECORD = "tuning.json"
 DEFAULT_WORKDIR = Path(".work") / "local"
 WORKDIR_ENV = "KUBEMAKER_LOCAL_WORKDIR"
 ANNOTATION_MANIFEST = "kubemaker.io/local-manifest"
@@ -50,6 +55,25 @@ def read_record(job_dir: Path) -> TrainingJob:
         raise LocalError(f"{job_dir} holds no local training job ({RECORD_FILE})") from None
     except (OSError, ValidationError) as exc:
         raise LocalError(f"{path} cannot be read: {exc}") from None
+
+
+def read_tuning_record(
+    workdir: Path, name: str, *, field: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The TuningJob a local tune of ``name`` left in ``workdir``, and every item of its
+    record (the TuningJob and its trials); a ManifestError naming ``field`` else."""
+    path = workdir / name / TUNING_RECORD
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))["items"]
+        tuning = next(i for i in items if i.get("kind") == "TuningJob")
+    except FileNotFoundError:
+        raise ManifestError(
+            f"{field}: no local tune of {name!r} in {workdir} (run `kubemaker local tune` "
+            "of it first, with the same --workdir)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
+        raise ManifestError(f"{field}: {path} cannot be read") from None
+    return tuning, items
 
 
 def _end_time(job: TrainingJob) -> datetime:

@@ -12,7 +12,6 @@ answers 200 the URL is printed; Ctrl-C (or SIGTERM) stops the server.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shlex
@@ -149,17 +148,8 @@ def from_model_source(
 def best_trial_dir(workdir: Path, tuning_job: str, field_name: str) -> Path:
     """The job directory of a local tune's best trial (``kubemaker local tune`` keeps the
     search's status in ``<workdir>/<tuning job>/tuning.json``, its trials beside it)."""
-    path = workdir / tuning_job / "tuning.json"
-    try:
-        items = json.loads(path.read_text(encoding="utf-8"))["items"]
-        status = next(i for i in items if i.get("kind") == "TuningJob").get("status") or {}
-    except FileNotFoundError:
-        raise LocalError(
-            f"{field_name}.tuningJobRef: no local tune of {tuning_job!r} in {workdir} (run "
-            "`kubemaker local tune` first, with the same --workdir)"
-        ) from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
-        raise LocalError(f"{field_name}.tuningJobRef: {path} cannot be read") from None
+    tuning, _ = record.read_tuning_record(workdir, tuning_job, field=f"{field_name}.tuningJobRef")
+    status = tuning.get("status") or {}
     best = (status.get("bestTrainingJob") or {}).get("trainingJobName")
     if not best:
         state = status.get("hyperParameterTuningJobStatus") or "not started"

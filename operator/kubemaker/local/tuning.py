@@ -79,7 +79,7 @@ from kubemaker.planners.tuning_views import ANNOTATION_STOPPED_EARLY, TrialView
 logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-TUNING_RECORD = "tuning.json"
+TUNING_RECORD = record.TUNING_RECORD
 NAMESPACE = "default"
 POLL_SECONDS = 1.0
 # A new metric value wakes the loop at most this often, and never sooner than
@@ -224,19 +224,12 @@ class LocalTuningJob:
         parents: dict[str, Parent] = {}
         for i, ref in enumerate(warm.parent_hyper_parameter_tuning_jobs if warm else ()):
             name = ref.hyper_parameter_tuning_job_name
-            path = self.dir.parent / name / TUNING_RECORD
             where = f"{self.source}: spec.warmStartConfig.parentHyperParameterTuningJobs[{i}]"
+            tuning, items = record.read_tuning_record(self.dir.parent, name, field=where)
             try:
-                items = json.loads(path.read_text(encoding="utf-8"))["items"]
-                tuning = next(i for i in items if i.get("kind") == "TuningJob")
-                spec = TuningJobSpec.model_validate(tuning["spec"])
-            except FileNotFoundError:
-                raise ManifestError(
-                    f"{where}: no local tune of {name!r} in {self.dir.parent} (run `kubemaker "
-                    "local tune` of it first, with the same --workdir)"
-                ) from None
-            except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
-                raise ManifestError(f"{where}: {path} cannot be read") from None
+                spec = TuningJobSpec.model_validate(tuning.get("spec") or {})
+            except ValueError:
+                raise ManifestError(f"{where}: the spec of {name!r} cannot be read") from None
             views = (TrialView.from_body(i) for i in items if i.get("kind") == "TrainingJob")
             state = (tuning.get("status") or {}).get("hyperParameterTuningJobStatus")
             parents[name] = Parent(name, spec, state, [v for v in views if v is not None])
