@@ -305,7 +305,16 @@ def test_a_running_search_takes_a_raised_budget_and_refuses_other_changes(
             {"spec": {"hyperParameterTuningJobConfig": {"strategy": "Bayesian"}}},
         )
     assert "hyperParameterTuningJobConfig.strategy is immutable" in str(changed.value.body)
-    status = tuning.status("grown")
+    # The status follows the trials a moment later (the trials' own status first).
+    status = wait_for(
+        "the status to count three running trials",
+        lambda: (
+            tuning.status("grown")
+            if (tuning.status("grown").get("trainingJobStatusCounters") or {}).get("inProgress")
+            == 3
+            else None
+        ),
+    )
     assert status["trainingJobStatusCounters"] == {
         "completed": 0,
         "inProgress": 3,
