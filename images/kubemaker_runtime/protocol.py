@@ -237,6 +237,9 @@ class AgentReport(_Wire):
 
 
 TRANSFORM_CONFIG_ENV = "KUBEMAKER_TRANSFORM_CONFIG"
+# The transformer's exit code when the data or the model refused the work (a "user"
+# error): the operator fails the whole job at once instead of retrying the instance.
+TRANSFORM_USER_ERROR_EXIT = 3
 
 
 class TransformConfig(_Wire):
@@ -274,6 +277,7 @@ class TransformReport(_Wire):
     version: int = Field(default=1, ge=1)
     outcome: Literal["Completed", "Failed", "Stopped"]
     objects_total: int = 0  # this instance's share
+    objects_found: int = 0  # every instance's: all the objects under the input prefix
     objects_done: int = 0  # written now or found complete
     objects_skipped: int = 0  # of those, complete from an earlier attempt
     records: int = 0

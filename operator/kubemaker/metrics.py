@@ -151,6 +151,17 @@ TUNING_TRIALS = Gauge(
     ["namespace", "tuningjob", "status"],
 )
 
+TRANSFORM_OBJECTS = Gauge(
+    "kubemaker_batchtransform_objects",
+    "A BatchTransform's input objects: total, completed, failed (its objectCounters).",
+    ["namespace", "batchtransform", "state"],
+)
+TRANSFORM_RECORDS = Gauge(
+    "kubemaker_batchtransform_records",
+    "Records a BatchTransform has transformed so far; deriv() gives records per second.",
+    ["namespace", "batchtransform"],
+)
+
 
 class StatusTally:
     """Keeps the ``kubemaker_jobs`` gauge equal to the statuses of the tracked objects."""

@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
     from kubemaker import metrics
     from kubemaker.config import ConfigError, load_config
-    from kubemaker.controllers import endpoint, training, tuning
+    from kubemaker.controllers import endpoint, training, transform, tuning
     from kubemaker.kube import Kube, load_configuration
 
     kopf.configure(
@@ -211,6 +211,9 @@ def run(args: argparse.Namespace) -> int:
     tuner = tuning.TuningController(
         kube, config, workers=max(1, args.workers), post_events=args.events
     )
+    transforms = transform.TransformController(
+        kube, config, workers=max(1, args.workers), post_events=args.events
+    )
     registry = kopf.OperatorRegistry()
 
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -227,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     training.register(registry)
     endpoint.register(registry)
     tuning.register(registry)
+    transform.register(registry)
 
     if args.metrics_port >= 0:
         metrics.serve(args.metrics_port, args.metrics_address)
@@ -246,7 +250,9 @@ def run(args: argparse.Namespace) -> int:
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=liveness,
-            memo=kopf.Memo(training=trainer, endpoints=endpoints, tuning=tuner),
+            memo=kopf.Memo(
+                training=trainer, endpoints=endpoints, tuning=tuner, transforms=transforms
+            ),
         )
     finally:
         kube.close()

@@ -108,8 +108,8 @@ def test_rbac_is_least_privilege(cluster: LocalCluster, tmp_path: Path) -> None:
     assert ("kubemaker.io", "trainingjobs/status", "patch") in granted
     assert ("", "pods/log", "get") in granted
     assert ("", "events", "create") in granted
-    # Only what the operator uses: no kind without a controller; of the specs, only a
-    # TuningJob's trials are written (created, and stopped through spec.stop).
+    # Only what the operator uses: of the specs, only a TuningJob's trials are written
+    # (created, and stopped through spec.stop).
     assert ("kubemaker.io", "trainingjobs", "create") in granted
     assert ("kubemaker.io", "trainingjobs", "patch") in granted
     assert ("kubemaker.io", "trainingjobs", "delete") not in granted
@@ -121,7 +121,10 @@ def test_rbac_is_least_privilege(cluster: LocalCluster, tmp_path: Path) -> None:
         "endpoints/status",
         "tuningjobs",
         "tuningjobs/status",
+        "batchtransforms",
+        "batchtransforms/status",
     }
+    assert ("batch", "jobs", "patch") in granted  # a stopped BatchTransform's Job: suspended
     # An Endpoint's children: the operator patches them in place (replicas, routing table).
     assert ("apps", "deployments", "patch") in granted
     assert ("", "configmaps", "patch") in granted

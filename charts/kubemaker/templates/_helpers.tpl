@@ -52,30 +52,34 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 The operator's permissions: exactly what its controllers do, no wildcards.
 - kubemaker.io kinds: watched (list, watch), read (get); patch/update for kopf's
   metadata bookkeeping; status written through the status subresource.
-- batch Jobs: a TrainingJob's Indexed Job is created, watched, deleted (stop, TTL,
-  retry) and patched.
+- batch Jobs: a TrainingJob's and a BatchTransform's Indexed Job are created, watched,
+  deleted (stop, TTL, retry) and patched (a BatchTransform's stop suspends its Job).
 - Services: the headless Service giving training pods stable host names.
 - Pods: watched (status, termination messages of the agent), never changed.
 - Events: recorded on the objects.
 */}}
 {{- define "kubemaker.rules" -}}
 {{- /*
-Exactly what the operator uses (docs/helm.md). Kinds without a controller yet
-(batchtransforms) are left out: nothing watches them.
+Exactly what the operator uses (docs/helm.md).
 */}}
 - apiGroups: ["kubemaker.io"]
-  resources: ["trainingjobs", "endpoints", "tuningjobs"]
+  resources: ["trainingjobs", "endpoints", "tuningjobs", "batchtransforms"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["kubemaker.io"]
   # a TuningJob's trials: created, and stopped through spec.stop
   resources: ["trainingjobs"]
   verbs: ["create", "patch"]
 - apiGroups: ["kubemaker.io"]
-  resources: ["trainingjobs/status", "endpoints/status", "tuningjobs/status"]
+  resources:
+  - trainingjobs/status
+  - endpoints/status
+  - tuningjobs/status
+  - batchtransforms/status
   verbs: ["patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  # patch: a stopped BatchTransform's Job is suspended
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   # an Endpoint's fleets and router
   resources: ["deployments"]

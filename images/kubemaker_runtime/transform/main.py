@@ -8,7 +8,9 @@ them for the BatchTransform's status); the :class:`~kubemaker_runtime.protocol.T
 goes to the termination message. SIGTERM stops it between requests: the object being
 written is left unwritten, to be redone.
 
-Exit codes: 0 completed (or stopped); 1 failed (the report says why).
+Exit codes: 0 completed (or stopped); 3 (``TRANSFORM_USER_ERROR_EXIT``) failed because
+the data or the model refused it, which the Job fails at once; 1 any other failure,
+which the Job retries (the report says why).
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from kubemaker_runtime.protocol import TRANSFORM_CONFIG_ENV, TransformConfig, TransformReport
+from kubemaker_runtime.protocol import (
+    TRANSFORM_CONFIG_ENV,
+    TRANSFORM_USER_ERROR_EXIT,
+    TransformConfig,
+    TransformReport,
+)
 from kubemaker_runtime.transform.runner import Progress, Transformer, TransformError
 
 logger = logging.getLogger(__name__)
@@ -37,7 +44,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.objects = Gauge(
             "kubemaker_transform_objects",
-            "This instance's input objects: total, and done (written or found complete).",
+            "Input objects: found (under the prefix, for every instance), total (this "
+            "instance's share), done (written or found complete).",
             ["state"],
             registry=self.registry,
         )
@@ -50,6 +58,7 @@ class Metrics:
         start_http_server(port, registry=self.registry)
 
     def __call__(self, progress: Progress) -> None:
+        self.objects.labels("found").set(progress.objects_found)
         self.objects.labels("total").set(progress.objects_total)
         self.objects.labels("done").set(progress.objects_done)
         self.records.inc(progress.records - self._seen)
@@ -92,4 +101,6 @@ def run_transform(
         termination_log.write_text(message, encoding="utf-8")
     except OSError as exc:  # outside a pod: the log line above is the report
         logger.debug("no termination log: %s", exc)
-    return 1 if report.outcome == "Failed" else 0
+    if report.outcome != "Failed":
+        return 0
+    return TRANSFORM_USER_ERROR_EXIT if report.error_kind == "user" else 1

@@ -76,6 +76,7 @@ class Progress:
     """What this instance has done so far (for a progress line or the metrics)."""
 
     objects_total: int = 0
+    objects_found: int = 0
     objects_done: int = 0
     objects_skipped: int = 0
     records: int = 0
@@ -191,6 +192,8 @@ class Transformer:
                 plan.concurrency,
             )  # fmt: skip
             self.progress.objects_total = len(mine)
+            self.progress.objects_found = found
+            self.on_progress(self.progress)
             for obj in mine:
                 if self.stop.is_set():
                     report = report.model_copy(update={"outcome": "Stopped"})
@@ -224,6 +227,7 @@ class Transformer:
         return report.model_copy(
             update={
                 "objects_total": self.progress.objects_total,
+                "objects_found": self.progress.objects_found,
                 "objects_done": self.progress.objects_done,
                 "objects_skipped": self.progress.objects_skipped,
                 "records": self.progress.records,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from kubemaker.api.common import (
     STORAGE_URI_PATTERN,
@@ -28,6 +28,10 @@ from kubemaker.api.common import (
     name_rules,
 )
 from kubemaker.api.training import CompressionType
+from kubemaker_runtime.transform.filters import FilterError, compile_path
+
+# SageMaker's limit on maxConcurrentTransforms x maxPayloadInMB.
+MAX_IN_FLIGHT_MB = 100
 
 MAX_BATCH_TRANSFORM_NAME = 52
 
@@ -152,6 +156,18 @@ class DataProcessing(ApiModel):
         default="None", description="Input: join each result with its input record."
     )
 
+    @field_validator("input_filter", "output_filter")
+    @classmethod
+    def _parses(cls, value: str, info: ValidationInfo) -> str:
+        # The apiserver cannot parse JSONPath: a path that does not parse fails the
+        # BatchTransform before any pod, naming the field.
+        name = "inputFilter" if info.field_name == "input_filter" else "outputFilter"
+        try:
+            compile_path(value, f"dataProcessing.{name}")
+        except FilterError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
 
 class ModelClientConfig(ApiModel):
     """How the transformer calls the model server (SageMaker's ModelClientConfig)."""
@@ -164,11 +180,39 @@ class ModelClientConfig(ApiModel):
     )
 
 
+_MULTI_RECORD_NEEDS_SPLIT = (
+    "!has(self.batchStrategy) || self.batchStrategy != 'MultiRecord' || "
+    "self.transformInput.splitType != 'None'"
+)
+_IN_FLIGHT = (
+    "!has(self.maxConcurrentTransforms) || !has(self.maxPayloadInMB) || "
+    f"self.maxConcurrentTransforms * self.maxPayloadInMB <= {MAX_IN_FLIGHT_MB}"
+)
+
+
 class BatchTransformSpec(ApiModel):
     """Desired state of a BatchTransform: SageMaker's CreateTransformJob request.
 
     Immutable once created, except ``stop`` and ``ttlSecondsAfterFinished``.
     """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    _MULTI_RECORD_NEEDS_SPLIT,
+                    "batchStrategy MultiRecord needs records: set transformInput.splitType",
+                    ".batchStrategy",
+                ),
+                cel(
+                    _IN_FLIGHT,
+                    "maxConcurrentTransforms x maxPayloadInMB must be at most "
+                    f"{MAX_IN_FLIGHT_MB} MB (SageMaker's limit)",
+                    ".maxConcurrentTransforms",
+                ),
+            ]
+        }
+    )
 
     model: ModelSource = Field(
         description=(
@@ -235,6 +279,21 @@ class BatchTransformSpec(ApiModel):
         ),
     )
 
+    @model_validator(mode="after")
+    def _sagemakers_limits(self) -> BatchTransformSpec:
+        # The same rules as the CRD's, for local mode.
+        if self.batch_strategy == "MultiRecord" and self.transform_input.split_type == "None":
+            raise ValueError(
+                "batchStrategy MultiRecord needs records: set transformInput.splitType"
+            )
+        concurrency, payload = self.max_concurrent_transforms, self.max_payload_in_mb
+        if concurrency and payload and concurrency * payload > MAX_IN_FLIGHT_MB:
+            raise ValueError(
+                f"maxConcurrentTransforms x maxPayloadInMB = {concurrency} x {payload} MB "
+                f"is over {MAX_IN_FLIGHT_MB} MB (SageMaker's limit)"
+            )
+        return self
+
 
 TransformJobStatusString = Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
 
@@ -269,6 +328,9 @@ class BatchTransformStatus(StatusBase):
     object_counters: TransformObjectCounters | None = Field(
         default=None, description="Input objects by state."
     )
+    records_transformed: int | None = Field(
+        default=None, ge=0, description="Records sent to the model and written, so far."
+    )
     job_name: str | None = Field(default=None, description="Name of the batch/v1 Job.")
 
 
@@ -289,6 +351,7 @@ BATCH_TRANSFORM = ResourceInfo(
         PrinterColumn("Count", ".spec.transformResources.instanceCount", type="integer"),
         PrinterColumn("Done", ".status.objectCounters.completed", type="integer"),
         PrinterColumn("Total", ".status.objectCounters.total", type="integer"),
+        PrinterColumn("Records", ".status.recordsTransformed", type="integer"),
         PrinterColumn("Output", ".spec.transformOutput.s3OutputPath", priority=1),
         PrinterColumn("Reason", ".status.failureReason", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),

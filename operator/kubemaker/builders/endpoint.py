@@ -229,20 +229,7 @@ def build_fleet(
     ]
     if resources.gpus:
         server_env.append({"name": "SM_NUM_GPUS", "value": str(resources.gpus)})
-    fetch = {
-        "name": MODEL_CONTAINER,
-        "image": config.images.agent,
-        "imagePullPolicy": config.images.pull_policy,
-        "args": ["fetch-model", "--uri", model.model_data_url, "--dest", "/opt/ml/model"],
-        "env": storage_env,
-        "resources": HELPER_RESOURCES,
-        "volumeMounts": [
-            {"name": MODEL_VOLUME, "mountPath": "/opt/ml/model"},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": dict(OWN_CONTAINER),
-    }
+    fetch = fetch_model_container(model.model_data_url, config, storage_env)
     ping = {"httpGet": {"path": "/ping", "port": PORT}, "periodSeconds": PROBE_PERIOD_SECONDS}
     server = {
         "name": SERVER_CONTAINER,
@@ -296,6 +283,25 @@ def build_fleet(
                 "spec": pod_spec,
             },
         },
+    }
+
+
+def fetch_model_container(model_data_url: str, config: OperatorConfig, env: list[JSON]) -> JSON:
+    """The agent image's init container that unpacks ``model.tar.gz`` into the model
+    volume (volumes ``model`` and ``tmp``), for a fleet's and a transform's pods."""
+    return {
+        "name": MODEL_CONTAINER,
+        "image": config.images.agent,
+        "imagePullPolicy": config.images.pull_policy,
+        "args": ["fetch-model", "--uri", model_data_url, "--dest", "/opt/ml/model"],
+        "env": env,
+        "resources": HELPER_RESOURCES,
+        "volumeMounts": [
+            {"name": MODEL_VOLUME, "mountPath": "/opt/ml/model"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": dict(OWN_CONTAINER),
     }
 
 

@@ -40,19 +40,18 @@ from kubemaker.config import OperatorConfig
 from kubemaker.failures import FailureKind, failure
 from kubemaker.kube import SERVICES, Kube, Resource
 from kubemaker.planners import endpoint_metrics as em
-from kubemaker.planners.endpoint import ModelState, Observation, Plan, Traffic, plan_endpoint
+from kubemaker.planners.endpoint import Observation, Plan, Traffic, plan_endpoint
 from kubemaker.planners.endpoint_views import FleetView, PodProblem
-from kubemaker.reconcile import scrape
+from kubemaker.reconcile import models, scrape
 from kubemaker.reconcile.bodies import parse_object
 from kubemaker.reconcile.controller import RESYNC_SECONDS, Key, KindController
+from kubemaker.reconcile.models import ModelState
 from kubemaker_runtime.routing import ROUTES_FILE, RoutingTable
 
 logger = logging.getLogger(__name__)
 
 KIND = "Endpoint"
 ENDPOINTS = Resource(GROUP, VERSION, "endpoints")
-TRAININGJOBS = Resource(GROUP, VERSION, "trainingjobs")
-TUNINGJOBS = Resource(GROUP, VERSION, "tuningjobs")
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
 CONFIGMAPS = Resource("", "v1", "configmaps")
 PDBS = Resource("policy", "v1", "poddisruptionbudgets")
@@ -254,36 +253,22 @@ class EndpointController(KindController):
     # --- what the children do not tell ---
 
     async def _models(self, key: Key, namespace: str, spec: EndpointSpec) -> dict[str, ModelState]:
-        result: dict[str, ModelState] = {}
+        def wait(name: str) -> None:
+            self.waiting_on.setdefault((namespace, name), set()).add(key)
+
         variants = [*spec.production_variants, *(spec.shadow_production_variants or [])]
-        for index, variant in enumerate(variants):
-            source = variant.model
-            where = f"variant {variant.variant_name}"
-            if source.tuning_job_ref is not None:
-                tuning_name = source.tuning_job_ref.name
-                self.waiting_on.setdefault((namespace, f"tuningjob/{tuning_name}"), set()).add(key)
-                tuning = await self.kube.get(TUNINGJOBS, namespace, tuning_name)
-                best, state = _best_trial(tuning, tuning_name)
-                if best is None:
-                    result[variant.variant_name] = state
-                    continue
-                self.waiting_on.setdefault((namespace, best), set()).add(key)
-                job = await self.kube.get(TRAININGJOBS, namespace, best)
-                result[variant.variant_name] = _job_model(job, best, source, self.config, where)
-                continue
-            if source.training_job_ref is None:
-                try:
-                    result[variant.variant_name] = ModelState(
-                        model=eb.resolve_model(source, self.config, field=f"variant {index}")
-                    )
-                except Exception as exc:  # SpecError: an unknown catalog name
-                    result[variant.variant_name] = ModelState(error=str(exc))
-                continue
-            job_name = source.training_job_ref.name
-            self.waiting_on.setdefault((namespace, job_name), set()).add(key)
-            job = await self.kube.get(TRAININGJOBS, namespace, job_name)
-            result[variant.variant_name] = _job_model(job, job_name, source, self.config, where)
-        return result
+        return {
+            variant.variant_name: await models.resolve_source(
+                self.kube,
+                namespace,
+                variant.model,
+                self.config,
+                where=f"variant {variant.variant_name}",
+                field=f"variant {index}",
+                wait=wait,
+            )
+            for index, variant in enumerate(variants)
+        }
 
     async def _written_table(self, key: Key, namespace: str, name: str) -> RoutingTable | None:
         table = self.tables.get(key)
@@ -351,55 +336,6 @@ class EndpointController(KindController):
 
 
 # --- pure helpers ---------------------------------------------------------------------------
-
-
-def _job_model(
-    job: dict[str, Any] | None, name: str, source: Any, config: OperatorConfig, where: str
-) -> ModelState:
-    if job is None:
-        return ModelState(error=f"trainingJobRef: TrainingJob {name} does not exist")
-    status = job.get("status") or {}
-    state = status.get("trainingJobStatus")
-    if state in ("Failed", "Stopped"):
-        reason = status.get("failureReason") or state
-        return ModelState(error=f"trainingJobRef: TrainingJob {name} is {state}: {reason}")
-    artifacts = (status.get("modelArtifacts") or {}).get("s3ModelArtifacts")
-    if state != "Completed" or not artifacts:
-        return ModelState(waiting=f"TrainingJob {name} is {state or 'not started'}")
-    spec = job.get("spec") or {}
-    algo = spec.get("algorithmSpecification") or {}
-    environment = dict(spec.get("environment") or {})
-    from kubemaker_runtime import contract
-
-    if algo.get("entryPoint"):
-        environment.setdefault(contract.SERVING_PROGRAM_ENV, algo["entryPoint"])
-    if algo.get("sourceDir"):
-        environment.setdefault(contract.SERVING_SUBMIT_DIRECTORY_ENV, algo["sourceDir"])
-    image = status.get("trainingImage") or algo.get("trainingImage") or ""
-    trained = eb.ServedModel(str(artifacts), str(image), environment)
-    try:
-        return ModelState(model=eb.resolve_model(source, config, field=where, job_model=trained))
-    except Exception as exc:
-        return ModelState(error=str(exc))
-
-
-def _best_trial(tuning: dict[str, Any] | None, name: str) -> tuple[str | None, ModelState]:
-    """The best trial of a finished TuningJob, or why there is none (yet)."""
-    if tuning is None:
-        return None, ModelState(error=f"tuningJobRef: TuningJob {name} does not exist")
-    status = tuning.get("status") or {}
-    state = status.get("hyperParameterTuningJobStatus")
-    best = (status.get("bestTrainingJob") or {}).get("trainingJobName")
-    if state == "Failed":
-        reason = status.get("failureReason") or state
-        return None, ModelState(error=f"tuningJobRef: TuningJob {name} is Failed: {reason}")
-    if state not in ("Completed", "Stopped"):
-        return None, ModelState(waiting=f"TuningJob {name} is {state or 'not started'}")
-    if not best:
-        return None, ModelState(
-            error=f"tuningJobRef: TuningJob {name} is {state} with no trial that has an objective"
-        )
-    return str(best), ModelState()
 
 
 def _needs_metrics(spec: EndpointSpec) -> bool:

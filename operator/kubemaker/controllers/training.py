@@ -507,9 +507,9 @@ async def on_pod(
 
 
 async def on_startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
-    # Server-side filtering: only the Jobs of TrainingJobs, and the pods of any kind this
-    # operator manages (one selector per resource), are listed and watched.
-    settings.watching.label_selectors["batch", "v1", "jobs"] = naming.LABEL_TRAINING_JOB
+    # Server-side filtering: only the Jobs and pods this operator manages (a TrainingJob's
+    # or a BatchTransform's; one selector per resource) are listed and watched.
+    settings.watching.label_selectors["batch", "v1", "jobs"] = naming.MANAGED_PODS
     settings.watching.label_selectors["v1", "pods"] = naming.MANAGED_PODS
     controller(memo).start(kwargs[JOBS_INDEX], kwargs[PODS_INDEX])
 

@@ -50,7 +50,6 @@ from kubemaker.planners.endpoint_plan import (
     POLL_SECONDS,
     WAITING_FOR_JOB_SECONDS,
     Event,
-    ModelState,
     Observation,
     Plan,
     Traffic,
@@ -66,6 +65,7 @@ from kubemaker.planners.endpoint_plan import (
 from kubemaker.planners.endpoint_updates import abandon, plan_update
 from kubemaker.planners.endpoint_views import FleetView
 from kubemaker.reconcile.conditions import Cond, merge_conditions
+from kubemaker.reconcile.models import ModelState
 from kubemaker_runtime.routing import Fleet, RoutingTable
 
 __all__ = ["ModelState", "Observation", "Plan", "Traffic", "plan_endpoint"]

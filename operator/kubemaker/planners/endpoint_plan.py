@@ -24,6 +24,7 @@ from kubemaker.api.endpoint import (
 from kubemaker.builders import endpoint as eb
 from kubemaker.config import OperatorConfig
 from kubemaker.planners.endpoint_views import FleetView, PodProblem
+from kubemaker.reconcile.models import ModelState
 from kubemaker_runtime.routing import RoutingTable
 
 JSON = dict[str, Any]
@@ -31,15 +32,6 @@ JSON = dict[str, Any]
 # How often to look again while something moves (fleets starting, steps waiting).
 POLL_SECONDS = 5.0
 WAITING_FOR_JOB_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """A variant's model source, resolved by the controller (job references read)."""
-
-    model: eb.ServedModel | None = None
-    waiting: str | None = None  # e.g. "TrainingJob bank is InProgress"
-    error: str | None = None  # the reference cannot work: names the job and why
 
 
 @dataclass(frozen=True)
