@@ -180,12 +180,14 @@ class TransformController(KindController):
                 plan = plan_transform(replace(obs, model=rejected))
                 await self._write_status(key, self.bodies.get(key, body), plan.status)
             else:
-                if created:
+                if created and plan.created_event is not None:
                     logger.info("Created Job %s/%s", namespace, manifest["metadata"]["name"])
+                    event = plan.created_event
+                    self.events.post(body, event.type, event.reason, event.message)
         if plan.suspend and job is not None:
             await self.kube.merge_patch(JOBS, namespace, job.name, {"spec": {"suspend": True}})
         if plan.delete_job and job is not None:
-            await self.kube.delete(JOBS, namespace, job.name, uid=job.uid)
+            await self.kube.delete(JOBS, namespace, job.name, uid=job.uid, propagation="Foreground")
         for event in plan.events:
             self.events.post(body, event.type, event.reason, event.message)
         self.tally.set(key, str(plan.status.transform_job_status))

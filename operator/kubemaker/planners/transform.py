@@ -12,6 +12,8 @@ it to SageMaker's statuses:
   when the model or the spec cannot work;
 - ``spec.stop``: ``Stopping`` while the Job, suspended, lets its pods stop (each
   transformer stops between requests, leaving no partial output), then ``Stopped``.
+  A Job in a Kueue queue is deleted instead (Kueue resumes a suspended Job it has
+  admitted); it ends ``Stopped`` once the Job and its pods are gone.
 
 Progress (objects done of the total, records) is summed over the instances: for each
 completion index the furthest of its pods' final reports and, while it runs, its
@@ -95,8 +97,13 @@ class Event:
 class Plan:
     status: BatchTransformStatus
     create: JSON | None = None  # the Job
+    # Posted when the create made the Job (not when it found the one made before).
+    created_event: Event | None = None
     suspend: bool = False  # stop: suspend the Job, whose controller stops the pods
-    delete_job: bool = False  # ttlSecondsAfterFinished has passed
+    # The Job goes: ttlSecondsAfterFinished has passed, or a stop under Kueue (which
+    # would resume a Job it admitted if it were only suspended); Foreground, so that
+    # the Job is there until its pods are gone.
+    delete_job: bool = False
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
 
@@ -128,11 +135,15 @@ def plan_transform(obs: Observation) -> Plan:
         if status.transform_job_status != "Stopping":
             status.transform_job_status = "Stopping"
             plan.events.append(Event("Normal", "Stopping", "spec.stop: stopping the instances"))
-        plan.suspend = not job.suspended
+        if obs.spec.queue_name:
+            plan.delete_job = not job.deleting
+        else:
+            plan.suspend = not job.suspended
         plan.requeue_after = PROGRESS_SECONDS
         return _finish(obs, plan)
     plan.requeue_after = PROGRESS_SECONDS
-    problem = _problem(obs)
+    # A pod the Job has replaced is no problem any more; an unreadable report stays one.
+    problem = _problem([p for p in obs.pods if not p.terminal or p.report_error])
     return _finish(obs, plan, note=("InstanceProblem", problem) if problem else None)
 
 
@@ -155,13 +166,11 @@ def _without_job(obs: Observation, plan: Plan) -> Plan:
     status.model_data_url = model.model.model_data_url
     status.image = model.model.image
     count = obs.spec.transform_resources.instance_count
-    plan.events.append(
-        Event(
-            "Normal",
-            "Created",
-            f"Job {status.job_name}: {count} instance(s) of "
-            f"{obs.spec.transform_resources.instance_type}, model {status.model_data_url}",
-        )
+    plan.created_event = Event(
+        "Normal",
+        "Created",
+        f"Job {status.job_name}: {count} instance(s) of "
+        f"{obs.spec.transform_resources.instance_type}, model {status.model_data_url}",
     )
     plan.requeue_after = PROGRESS_SECONDS
     return _finish(obs, plan)
@@ -193,8 +202,19 @@ def _count(obs: Observation, status: BatchTransformStatus) -> None:
     found = max((p.objects_found for p in instances.values()), default=0)
     total = found or sum(p.objects_total for p in instances.values())
     done = sum(p.objects_done for p in instances.values())
+    # An instance's failure counts once it is final: the model refused a record, or the
+    # Job failed; a failure the Job retries, and one an instance got over, do not.
+    outcomes: dict[int, set[str]] = {}
+    for pod in obs.pods:
+        if pod.index is not None and pod.report is not None and pod.terminal:
+            outcome = pod.report.outcome
+            user = outcome == "Failed" and pod.report.error_kind == "user"
+            outcomes.setdefault(pod.index, set()).add("Refused" if user else outcome)
+    job_failed = obs.job is not None and obs.job.failed_reason is not None
     failed = sum(
-        1 for p in obs.pods if p.report is not None and p.report.outcome == "Failed" and p.terminal
+        1
+        for seen in outcomes.values()
+        if "Completed" not in seen and ("Refused" in seen or (job_failed and "Failed" in seen))
     )
     old = status.object_counters or TransformObjectCounters()
     status.object_counters = TransformObjectCounters(
@@ -219,15 +239,15 @@ def _failure_reason(obs: Observation, job: JobView) -> str:
         return failure(
             kind, f"{where}{pod.report.failure_reason or 'the transformer failed'}"
         ).reason
-    problem = _problem(obs)
+    problem = _problem(obs.pods)
     if problem is not None:
         return failure(FailureKind.CLIENT, problem).reason
     detail = " ".join(x for x in (job.failed_reason, job.failed_message) if x)
     return failure(FailureKind.PLATFORM, f"the Job failed: {detail}").reason
 
 
-def _problem(obs: Observation) -> str | None:
-    for pod in sorted(obs.pods, key=lambda p: p.index or 0):
+def _problem(pods: Sequence[TransformPodView]) -> str | None:
+    for pod in sorted(pods, key=lambda p: p.index or 0):
         if pod.problem is not None:
             return f"pod {pod.name}: {pod.problem}"
         if pod.report_error is not None:
