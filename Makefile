@@ -117,3 +117,11 @@ cluster-down:  ## stop and delete the local control plane
 .PHONY: e2e-kind
 e2e-kind: venv  ## end to end with real containers in kind (needs a Docker engine)
 	$(VENV_BIN)/python -m pytest tests/e2e -m e2e -v
+
+.PHONY: docker-engine
+docker-engine:  ## make a Docker engine answer here (installs Debian's docker.io as root where none does)
+	scripts/docker-engine.sh
+
+.PHONY: images
+images:  ## build the four images from this checkout (each only when its inputs changed)
+	scripts/images.sh

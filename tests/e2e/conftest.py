@@ -38,12 +38,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     except ValueError as exc:
         raise pytest.UsageError(f"e2e settings: {exc}") from exc
     problem = kindharness.docker_engine_problem()
-    if problem is None or settings.require_docker:
+    if settings.require_docker:
         # With KUBEMAKER_E2E_REQUIRE=1 the kind_env fixture fails with the problem instead.
         return
-    skip = pytest.mark.skip(reason=kindharness.skip_message(problem))
-    for item in e2e_items:
-        item.add_marker(skip)
+    if problem is not None:
+        skip = pytest.mark.skip(reason=kindharness.skip_message(problem))
+        for item in e2e_items:
+            item.add_marker(skip)
+        return
+    kind_items = [item for item in e2e_items if "kind_env" in getattr(item, "fixturenames", ())]
+    node_problem = kindharness.kind_node_problem(settings.node_image) if kind_items else None
+    if node_problem is not None:
+        for item in kind_items:
+            item.add_marker(pytest.mark.skip(reason=node_problem))
 
 
 def _live_log(config: pytest.Config) -> Callable[[str], None]:
