@@ -215,7 +215,8 @@ def test_stop_suspends_the_job_and_ends_stopped(
     assert transforms.jobs("halted")[0].spec.suspend is True
     assert running_pods(transforms, "halted") == []
     assert condition(status, "Ready") == ("False", "Stopped")
-    assert {"Stopping", "Stopped"} <= set(transforms.events("halted"))
+    # Events are posted in the background: they follow the status.
+    wait_for("the events", lambda: {"Stopping", "Stopped"} <= set(transforms.events("halted")))
 
 
 def test_a_lost_pod_is_replaced_and_the_transform_completes(

@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 SERVER_NAME = "kubemaker"
+# How long a request waits for its worker's model to load before a 503: SageMaker's
+# own limit on a request to a model server.
+LOAD_WAIT_SECONDS = 60.0
 # Bodies at least this large are decoded and predicted in a worker thread, so that one
 # big batch-transform request does not hold up /ping and small requests.
 INLINE_BODY_LIMIT = 256 * 1024
@@ -76,6 +79,7 @@ class App:
         self.load_error: str | None = None
         self._load_started = False
         self._load_lock = threading.Lock()
+        self._load_ended = threading.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._media_types: dict[str, str] = {}
         self._accepts: dict[str, str] = {}
@@ -137,11 +141,25 @@ class App:
             self.load_error = f"{type(error).__name__}: {error}"
             logger.exception("loading model %s failed", self.model.name)
             return
+        finally:
+            self._load_ended.set()
         if not self.model.ready:
             self.load_error = "load() returned without setting ready"
             logger.error("model %s: %s", self.model.name, self.load_error)
             return
         logger.info("model %s loaded in %.2fs", self.model.name, time.monotonic() - started)
+
+    async def _wait_ready(self) -> None:
+        """A request to a worker still loading waits for it (up to LOAD_WAIT_SECONDS).
+
+        Each worker loads its own copy and /ping is answered by whichever worker takes
+        the connection: once one answers 200, the pod is ready and traffic may reach a
+        worker that is still loading. Waiting turns that into a short delay, not a 503.
+        """
+        if not self.model.ready and self._load_started and not self._load_ended.is_set():
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._load_ended.wait, LOAD_WAIT_SECONDS)
+        self._require_ready()
 
     def _require_ready(self) -> None:
         if not self.model.ready:
@@ -212,7 +230,7 @@ class App:
         read_body: ReadBody,
         started: float,
     ) -> Response:
-        self._require_ready()
+        await self._wait_ready()
         self._check_length(content_length)
         media_type = self._media_type(content_type)
         response_type = self._negotiate(accept)
@@ -344,7 +362,7 @@ class App:
         read_body: ReadBody,
         started: float,
     ) -> Response:
-        self._require_ready()
+        await self._wait_ready()
         self._check_length(content_length)
         if content_type and content_type.split(";", 1)[0].strip().lower() != JSON:
             raise UnsupportedMediaType(

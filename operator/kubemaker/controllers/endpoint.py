@@ -94,7 +94,7 @@ class EndpointController(KindController):
         self.applied: dict[tuple[str, str, str], tuple[str, float]] = {}
         self.tables: dict[Key, RoutingTable] = {}
         self.history: dict[Key, deque[em.Snapshot]] = {}
-        self.waiting_on: dict[tuple[str, str], set[Key]] = {}  # TrainingJob -> endpoints
+        self.waiters = models.Waiters()  # the TrainingJobs and TuningJobs of model refs
         self.fleets_index: kopf.Index[Key, FleetView] | None = None
         self.pods_index: kopf.Index[Key, PodProblem | scrape.ScrapeTarget] | None = None
         self.series = metrics.EndpointSeries()
@@ -122,8 +122,7 @@ class EndpointController(KindController):
         self.series.forget(key, str((body.get("metadata") or {}).get("name", "")))
         self.tables.pop(key, None)
         self.history.pop(key, None)
-        for waiting in self.waiting_on.values():
-            waiting.discard(key)
+        self.waiters.forget(key)
         namespace, base = key
         for child in [k for k in self.applied if k[0] == namespace]:
             if child[2] == base or child[2].startswith(f"{base}-"):
@@ -137,7 +136,7 @@ class EndpointController(KindController):
                 self.queue.add_after(key, CHILD_EVENT_DELAY)
 
     def observe_training_job(self, namespace: str | None, name: str) -> None:
-        for key in self.waiting_on.get((namespace or "default", name), ()):
+        for key in self.waiters.of(namespace, name):
             self.queue.add(key)
 
     # --- reconcile ---
@@ -156,8 +155,8 @@ class EndpointController(KindController):
             if await self._write_status(key, body, status):
                 self.events.post(body, "Warning", "Failed", message)
             return
-        fleets = list(self._children(self.fleets_index, key))
-        pod_entries = list(self._children(self.pods_index, key))
+        fleets = list(self.children(self.fleets_index, key))
+        pod_entries = list(self.children(self.pods_index, key))
         problems = [p for p in pod_entries if isinstance(p, PodProblem)]
         targets = [t for t in pod_entries if isinstance(t, scrape.ScrapeTarget)]
         table = await self._written_table(key, namespace, name)
@@ -253,9 +252,6 @@ class EndpointController(KindController):
     # --- what the children do not tell ---
 
     async def _models(self, key: Key, namespace: str, spec: EndpointSpec) -> dict[str, ModelState]:
-        def wait(name: str) -> None:
-            self.waiting_on.setdefault((namespace, name), set()).add(key)
-
         variants = [*spec.production_variants, *(spec.shadow_production_variants or [])]
         return {
             variant.variant_name: await models.resolve_source(
@@ -265,7 +261,7 @@ class EndpointController(KindController):
                 self.config,
                 where=f"variant {variant.variant_name}",
                 field=f"variant {index}",
-                wait=wait,
+                wait=self.waiters.wait(key),
             )
             for index, variant in enumerate(variants)
         }
@@ -327,12 +323,6 @@ class EndpointController(KindController):
         if self._session is None:
             self._session = aiohttp.ClientSession()
         return self._session
-
-    @staticmethod
-    def _children(index: kopf.Index[Key, Any] | None, key: Key) -> Any:
-        if index is None or key not in index:
-            return ()
-        return index[key]
 
 
 # --- pure helpers ---------------------------------------------------------------------------

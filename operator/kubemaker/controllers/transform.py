@@ -76,7 +76,7 @@ class TransformController(KindController):
     ) -> None:
         super().__init__(kube, workers=workers, post_events=post_events)
         self.config = config
-        self.waiting_on: dict[tuple[str, str], set[Key]] = {}  # a job -> transforms
+        self.waiters = models.Waiters()  # the TrainingJobs and TuningJobs of model refs
         self.live: dict[Key, tuple[float, dict[int, Progress]]] = {}
         self.jobs_index: kopf.Index[Key, JobView] | None = None
         self.pods_index: kopf.Index[Key, TransformPodView] | None = None
@@ -103,8 +103,7 @@ class TransformController(KindController):
 
     def forget(self, key: Key, body: kopf.Body) -> None:
         self.live.pop(key, None)
-        for waiting in self.waiting_on.values():
-            waiting.discard(key)
+        self.waiters.forget(key)
         for state in ("total", "completed", "failed"):
             _remove(metrics.TRANSFORM_OBJECTS, *key, state)
         _remove(metrics.TRANSFORM_RECORDS, *key)
@@ -116,7 +115,7 @@ class TransformController(KindController):
             self.queue.add_after(key, CHILD_EVENT_DELAY)
 
     def observe_model_job(self, namespace: str | None, name: str) -> None:
-        for key in self.waiting_on.get((namespace or "default", name), ()):
+        for key in self.waiters.of(namespace, name):
             self.queue.add(key)
 
     # --- reconcile ---
@@ -137,19 +136,16 @@ class TransformController(KindController):
                     self.events.post(body, "Warning", "Failed", message)
             return
         job = next(
-            (j for j in self._children(self.jobs_index, key) if j.name == tb.job_name(name)), None
+            (j for j in self.children(self.jobs_index, key) if j.name == tb.job_name(name)), None
         )
-        pods = list(self._children(self.pods_index, key))
+        pods = list(self.children(self.pods_index, key))
         running = stored.transform_job_status not in TERMINAL
         model = None
         if job is None and running and not spec.stop:
-
-            def wait(job_name: str) -> None:
-                self.waiting_on.setdefault((namespace, job_name), set()).add(key)
-
             model = await models.resolve_source(
-                self.kube, namespace, spec.model, self.config, where="spec", wait=wait
-            )
+                self.kube, namespace, spec.model, self.config, where="spec",
+                wait=self.waiters.wait(key),
+            )  # fmt: skip
         obs = Observation(
             name=name,
             namespace=namespace,
@@ -223,12 +219,6 @@ class TransformController(KindController):
     ) -> bool:
         new = status.model_dump(by_alias=True, mode="json", exclude_none=True)
         return await self.write_status(key, body, new)
-
-    @staticmethod
-    def _children(index: kopf.Index[Key, Any] | None, key: Key) -> Any:
-        if index is None or key not in index:
-            return ()
-        return index[key]
 
 
 async def read_progress(

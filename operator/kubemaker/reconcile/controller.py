@@ -94,6 +94,13 @@ class KindController:
     def forget(self, key: Key, body: kopf.Body) -> None:
         """Drop what the controller keeps of a deleted object beyond its body."""
 
+    @staticmethod
+    def children(index: kopf.Index[Key, Any] | None, key: Key) -> Any:
+        """What a kopf index holds for ``key`` (nothing before the index is ready)."""
+        if index is None or key not in index:
+            return ()
+        return index[key]
+
     # --- reconcile ---
 
     async def reconcile(self, key: Key) -> None:

@@ -3,7 +3,8 @@
 Shared by the Endpoint and BatchTransform controllers. A ``trainingJobRef`` is read
 from the API; a ``tuningJobRef`` is its best trial's TrainingJob once the TuningJob has
 ended. What is read is named through ``wait`` (a TrainingJob's name, or
-``tuningjob/<name>``), so that the caller can enqueue its object when that one changes.
+``tuningjob/<name>``), so that the caller can enqueue its object when that one changes
+(:class:`Waiters`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kubemaker.config import OperatorConfig
 from kubemaker.kube import Kube, Resource
 from kubemaker_runtime import contract
 
+Key = tuple[str, str]  # (namespace, name) of the object that waits
 TRAININGJOBS = Resource(GROUP, VERSION, "trainingjobs")
 TUNINGJOBS = Resource(GROUP, VERSION, "tuningjobs")
 
@@ -29,6 +31,24 @@ class ModelState:
     model: eb.ServedModel | None = None
     waiting: str | None = None  # e.g. "TrainingJob bank is InProgress"
     error: str | None = None  # the reference cannot work: names the job and why
+
+
+class Waiters:
+    """Which objects read which jobs: a change of the job wakes them."""
+
+    def __init__(self) -> None:
+        self._by_job: dict[tuple[str, str], set[Key]] = {}
+
+    def wait(self, key: Key) -> Callable[[str], None]:
+        """The ``wait`` of :func:`resolve_source` for the object ``key``."""
+        return lambda job: self._by_job.setdefault((key[0], job), set()).add(key)
+
+    def of(self, namespace: str | None, job: str) -> set[Key]:
+        return self._by_job.get((namespace or "default", job), set())
+
+    def forget(self, key: Key) -> None:
+        for waiting in self._by_job.values():
+            waiting.discard(key)
 
 
 async def resolve_source(
