@@ -99,7 +99,9 @@ def test_docker_commands_mount_the_contract_and_hide_values(tmp_path: Path) -> N
         network="kubemaker-job",
     )
     assert cmd[-2:] == ["me/algo:1", "train"]
-    assert cmd[5:9] == ["--network", "kubemaker-job", "--network-alias", "job-0"]
+    # As the user running local mode: the mounts are that user's.
+    assert cmd[5:7] == ["--user", f"{os.getuid()}:{os.getgid()}"]
+    assert cmd[7:11] == ["--network", "kubemaker-job", "--network-alias", "job-0"]
     for sub in ("input", "model", "output", "checkpoints"):
         assert f"{tmp_path / sub}:/opt/ml/{sub}" in cmd
     assert f"{tmp_path}:/opt/ml" not in cmd
@@ -110,4 +112,5 @@ def test_docker_commands_mount_the_contract_and_hide_values(tmp_path: Path) -> N
         env_names=[],
     )  # fmt: skip
     assert serve[serve.index("-p") : serve.index("-p") + 2] == ["-p", "127.0.0.1:9000:8080"]
+    assert serve[serve.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
     assert serve[-1] == "serve"

@@ -248,3 +248,32 @@ def test_the_bank_examples_transform_runs_as_a_pods_containers(
     features = np.array([[float(v) for v in row.split(",")[1:]] for row in rows], np.float32)
     scores = np.array([float(line.split(",")[1]) for line in lines], dtype=np.float32)
     np.testing.assert_allclose(scores, booster_predictions(trained, features), rtol=1e-6)
+
+
+def test_local_mode_trains_with_an_image_through_docker(
+    images: list[str], bank: Path, tmp_path: Path
+) -> None:
+    """`kubemaker local train` of the example with `trainingImage`: the image runs in
+    Docker with the contract's directories mounted, as SageMaker's local mode does."""
+    manifest = yaml.safe_load((EXAMPLE / "trainingjob.yaml").read_text())
+    spec = manifest["spec"]
+    spec["algorithmSpecification"].pop("algorithmName", None)
+    spec["algorithmSpecification"]["trainingImage"] = image("xgboost")
+    for channel in spec["inputDataConfig"]:
+        channel["uri"] = (bank / channel["channelName"]).as_uri()
+    spec["outputDataConfig"]["s3OutputPath"] = (tmp_path / "output").as_uri()
+    path = tmp_path / "trainingjob.yaml"
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    done = subprocess.run(
+        [sys.executable, "-m", "kubemaker", "local", "train", "-f", str(path),
+         "--workdir", str(tmp_path / "work"), "--no-progress"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((tmp_path / "work" / "xgboost-bank" / "trainingjob.json").read_text())
+    status = record["status"]
+    assert status["trainingJobStatus"] == "Completed"
+    metrics = {m["metricName"]: m["value"] for m in status["finalMetricDataList"]}
+    assert metrics["validation:auc"] >= 0.9
+    artifacts = status["modelArtifacts"]["s3ModelArtifacts"]
+    assert Path(artifacts.removeprefix("file://")).stat().st_size > 0

@@ -247,6 +247,13 @@ def docker_env_args(names: Sequence[str]) -> list[str]:
     return args
 
 
+def own_user() -> str:
+    """``uid:gid`` of this process: the container runs as the user who runs local mode,
+    so it can write the work directory's mounts (an image's own non-root user could
+    not) and what it writes belongs to that user."""
+    return f"{os.getuid()}:{os.getgid()}"
+
+
 def build_docker_train_command(
     image: str,
     *,
@@ -258,7 +265,7 @@ def build_docker_train_command(
     gpus: int = 0,
 ) -> list[str]:
     """``docker run`` for one host: the contract's directories mounted, started with train."""
-    cmd = ["docker", "run", "--rm", "--name", container]
+    cmd = ["docker", "run", "--rm", "--name", container, "--user", own_user()]
     if network:
         cmd += ["--network", network, "--network-alias", host or container]
     if host:
@@ -280,7 +287,7 @@ def build_docker_serve_command(
     env_names: Sequence[str],
     gpus: int = 0,
 ) -> list[str]:
-    cmd = ["docker", "run", "--rm", "--name", container]
+    cmd = ["docker", "run", "--rm", "--name", container, "--user", own_user()]
     if gpus:
         cmd += ["--gpus", "all"]
     cmd += ["-p", f"{address}:{port}:{CONTAINER_SERVING_PORT}"]
