@@ -71,7 +71,7 @@ def images() -> list[str]:
 
 @pytest.fixture
 def containers() -> Iterator[list[str]]:
-    """Names of the containers a test starts; removed after it (logs shown on failure)."""
+    """Names of the containers a test starts; each is removed after the test."""
     names: list[str] = []
     yield names
     for name in names:
