@@ -277,3 +277,47 @@ def test_local_mode_trains_with_an_image_through_docker(
     assert metrics["validation:auc"] >= 0.9
     artifacts = status["modelArtifacts"]["s3ModelArtifacts"]
     assert Path(artifacts.removeprefix("file://")).stat().st_size > 0
+
+
+def test_two_mxnet_containers_train_with_dist_sync_finding_each_other_by_name(
+    images: list[str], tmp_path: Path
+) -> None:
+    """Script mode in the MXNet image on two hosts (`kubemaker local train`, one
+    container per host on a Docker network): each resolves the other by its host name,
+    and dist_sync keeps their weights equal from different seeds and data."""
+    code = tmp_path / "code"
+    code.mkdir()
+    shutil.copy(REPO / "tests" / "scripts" / "mxnet_dist_sync.py", code / "dist.py")
+    manifest = {
+        "apiVersion": "kubemaker.io/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "mxnet-dist"},
+        "spec": {
+            "algorithmSpecification": {
+                "framework": "mxnet",
+                "trainingImage": image("mxnet"),
+                "entryPoint": "dist.py",
+                "sourceDir": code.as_uri(),
+            },
+            "hyperParameters": {"epochs": "20"},
+            "outputDataConfig": {"s3OutputPath": (tmp_path / "output").as_uri()},
+            "resourceConfig": {"instanceType": "ml.m5.large", "instanceCount": 2},
+        },
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    done = subprocess.run(
+        [sys.executable, "-m", "kubemaker", "local", "train", "-f", str(path),
+         "--workdir", str(tmp_path / "work"), "--no-progress"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "in Docker on 2 host(s)" in done.stdout + done.stderr
+    seen = [
+        json.loads((tmp_path / "work" / "mxnet-dist" / f"host-{i}" / "output" / "data"
+                    / "dist.json").read_text())
+        for i in range(2)
+    ]  # fmt: skip
+    assert sorted(s["rank"] for s in seen) == [0, 1]
+    assert all(s["num_workers"] == 2 and s["type"] == "dist_sync" for s in seen)
+    assert seen[0]["weight"] == seen[1]["weight"]

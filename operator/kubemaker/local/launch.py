@@ -263,8 +263,11 @@ def build_docker_train_command(
     host: str | None = None,
     network: str | None = None,
     gpus: int = 0,
+    shared: Sequence[Path] = (),
 ) -> list[str]:
-    """``docker run`` for one host: the contract's directories mounted, started with train."""
+    """``docker run`` for one host: the contract's directories mounted, started with
+    train; ``shared`` (a local ``sourceDir``) read-only at the same path, where the
+    hyperparameters name it."""
     cmd = ["docker", "run", "--rm", "--name", container, "--user", own_user()]
     if network:
         cmd += ["--network", network, "--network-alias", host or container]
@@ -274,6 +277,8 @@ def build_docker_train_command(
         cmd += ["--gpus", "all"]
     for sub in CONTAINER_MOUNTS:
         cmd += ["-v", f"{base_dir / sub}:{CONTAINER_BASE}/{sub}"]
+    for path in shared:
+        cmd += ["-v", f"{path}:{path}:ro"]
     return [*cmd, *docker_env_args(env_names), image, "train"]
 
 

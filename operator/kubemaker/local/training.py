@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlparse
 
 from kubemaker.api import (
     MetricData,
@@ -344,7 +345,14 @@ class LocalTrainingJob:
             host=host.name,
             network=self._network,
             gpus=self.gpus,
+            shared=self._local_source_dir(),
         )
+
+    def _local_source_dir(self) -> list[Path]:
+        """A file:// sourceDir, which a container sees only if it is mounted."""
+        uri = self.agent_config.hyper_parameters.get("sagemaker_submit_directory", "")
+        parsed = urlparse(uri)
+        return [Path(parsed.path)] if parsed.scheme == "file" and parsed.path else []
 
     def _start(self, host: Host, port: int) -> None:
         env, names = self._host_env(host, port)
