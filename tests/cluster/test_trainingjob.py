@@ -164,9 +164,11 @@ def test_algorithm_failure_reports_the_failure_file(
     # The algorithm's own error is never retried, whatever the retry strategy.
     assert [j.metadata.name for j in kube.jobs("bad")] == ["bad"]
     assert status["retryCount"] == 0
-    assert any(
-        e.reason == "Failed" and e.type == "Warning"
-        for e in wait_for("the Failed event", lambda: kube.events("bad"))
+    # Events are posted in the background, after the status: wait for this one, not
+    # for the first event of the job.
+    wait_for(
+        "the Failed event",
+        lambda: any(e.reason == "Failed" and e.type == "Warning" for e in kube.events("bad")),
     )
 
 
