@@ -58,8 +58,13 @@ class Images(_Config):
     algorithms: dict[str, str] = Field(
         default_factory=lambda: {"xgboost": "ghcr.io/kubemaker/xgboost:0.1.0"}
     )
+    # The XGBoost image is also SageMaker's XGBoost framework (script mode): it switches
+    # when the job names an entry point.
     frameworks: dict[str, str] = Field(
-        default_factory=lambda: {"mxnet": "ghcr.io/kubemaker/mxnet:0.1.0"}
+        default_factory=lambda: {
+            "mxnet": "ghcr.io/kubemaker/mxnet:0.1.0",
+            "xgboost": "ghcr.io/kubemaker/xgboost:0.1.0",
+        }
     )
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
 
@@ -73,15 +78,15 @@ class Storage(_Config):
     )
 
 
-def _gib(n: int) -> str:
-    return f"{n}Gi"
+def _gib(n: float) -> str:
+    return f"{n:g}Gi"
 
 
 def _catalog() -> dict[str, InstanceType]:
     # SageMaker's published sizes (vCPU, GiB, GPUs). A platform team scales these to
     # its nodes in the chart's values: a pod that asks for a whole machine's memory
     # does not fit on a machine of that size once the kubelet reserves its share.
-    sizes: dict[str, tuple[int, int, int]] = {
+    sizes: dict[str, tuple[int, float, int]] = {
         "ml.t3.medium": (2, 4, 0),
         "ml.t3.large": (2, 8, 0),
         "ml.m5.large": (2, 8, 0),
@@ -95,6 +100,19 @@ def _catalog() -> dict[str, InstanceType]:
         "ml.c5.4xlarge": (16, 32, 0),
         "ml.c5.9xlarge": (36, 72, 0),
         "ml.c5.18xlarge": (72, 144, 0),
+        # The workshop notebooks' generation (still offered by SageMaker).
+        "ml.c4.xlarge": (4, 7.5, 0),
+        "ml.c4.2xlarge": (8, 15, 0),
+        "ml.c4.4xlarge": (16, 30, 0),
+        "ml.c4.8xlarge": (36, 60, 0),
+        "ml.m4.xlarge": (4, 16, 0),
+        "ml.m4.2xlarge": (8, 32, 0),
+        "ml.m4.4xlarge": (16, 64, 0),
+        "ml.m4.10xlarge": (40, 160, 0),
+        "ml.m4.16xlarge": (64, 256, 0),
+        "ml.p2.xlarge": (4, 61, 1),
+        "ml.p2.8xlarge": (32, 488, 8),
+        "ml.p2.16xlarge": (64, 732, 16),
         "ml.r5.xlarge": (4, 32, 0),
         "ml.r5.2xlarge": (8, 64, 0),
         "ml.p3.2xlarge": (8, 61, 1),

@@ -18,6 +18,9 @@ def test_defaults_without_a_file() -> None:
     assert config.instance_types["ml.m5.xlarge"].cpu == "4"
     assert config.instance_types["ml.m5.xlarge"].memory == "16Gi"
     assert config.instance_types["ml.p3.2xlarge"].gpus == 1
+    # The workshop notebooks' types (train_instance_type="ml.c4.xlarge") exist too.
+    assert config.instance_types["ml.c4.xlarge"].memory == "7.5Gi"
+    assert config.instance_types["ml.p2.xlarge"].gpus == 1
     assert config.gpu.node_selector == {"nvidia.com/gpu.present": "true"}
     assert config.gpu.tolerations == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}

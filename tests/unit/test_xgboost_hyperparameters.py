@@ -85,6 +85,15 @@ def test_xgboost_params_keep_only_what_the_user_set_and_translate_old_names() ->
     assert any("predictor" in note for note in notes)
 
 
+def test_silent_from_sagemakers_notebooks_is_verbosity() -> None:
+    quiet, notes = hp.xgboost_params(hp.validate({"num_round": "1", "silent": "1"}))
+    assert quiet == {"verbosity": 0}
+    assert any("silent" in note for note in notes)
+    assert hp.xgboost_params(hp.validate({"num_round": "1", "silent": "0"}))[0] == {}
+    with pytest.raises(hp.HyperparameterError, match="silent"):
+        hp.validate({"num_round": "1", "silent": "2"})
+
+
 def test_a_visible_gpu_selects_cuda_unless_the_user_chose() -> None:
     values = hp.validate({"num_round": "1"})
     assert build_params(values, gpu=True)[0] == {"device": "cuda"}

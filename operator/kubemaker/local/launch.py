@@ -4,10 +4,11 @@
   runs as ``python -m kubemaker_runtime.algorithms.<name> train|serve`` with this
   interpreter;
 - a script-mode framework (``framework``) runs as ``python -m
-  kubemaker_runtime.frameworks.<name> train|serve`` with the interpreter of its own
-  environment, as :mod:`kubemaker_runtime.frameworks` finds it (MXNet cannot share
-  this one's numpy: ``$KUBEMAKER_MXNET_PYTHON``, else ``$KUBEMAKER_CACHE/venv-mxnet``,
-  built by ``scripts/mxnet-env.sh``);
+  kubemaker_runtime.frameworks.<name> train|serve`` with the interpreter
+  :mod:`kubemaker_runtime.frameworks` names: this one (XGBoost, whose package must be
+  installed here), or that of the framework's own environment (MXNet cannot share this
+  one's numpy: ``$KUBEMAKER_MXNET_PYTHON``, else ``$KUBEMAKER_CACHE/venv-mxnet``, built
+  by ``scripts/mxnet-env.sh``);
 - any other image (``trainingImage``, or a catalog name with no local code) runs in
   Docker, when a Docker engine answers; there is no other way to run an image here.
 
@@ -46,8 +47,9 @@ HOST_ADDRESSES_ENV = "KUBEMAKER_HOST_ADDRESSES"
 XGBOOST_TRACKER_ADDRESS_ENV = "KUBEMAKER_XGBOOST_TRACKER_ADDRESS"
 XGBOOST_TRACKER_PORT_ENV = "KUBEMAKER_XGBOOST_TRACKER_PORT"
 MXNET_ROOT_PORT_ENV = "DMLC_PS_ROOT_PORT"
-# (kind, name) that train across several local processes.
-DISTRIBUTED = frozenset({("builtin", "xgboost"), ("framework", "mxnet")})
+# (kind, name) that train across several local processes. XGBoost script mode runs the
+# script on every host, as SageMaker does; the script joins them (or not).
+DISTRIBUTED = frozenset({("builtin", "xgboost"), ("framework", "mxnet"), ("framework", "xgboost")})
 DOCKER_TIMEOUT_SECONDS = 15
 CONTAINER_BASE = "/opt/ml"
 CONTAINER_SERVING_PORT = 8080
@@ -156,6 +158,14 @@ def resolve_runtime(
         catalog_image = config.images.frameworks.get(framework, "")
         local = frameworks.FRAMEWORKS.get(framework)
         if local is not None:
+            if local.uses_current_interpreter:
+                missing = [p for p in local.packages if not has_module(p)]
+                if missing:
+                    raise UnsupportedError(
+                        f"{field}.framework: {framework} script mode runs with this Python "
+                        f"({sys.executable}), which cannot import {', '.join(missing)}: "
+                        f"install kubemaker's [{framework}] extra"
+                    )
             try:
                 python = local.interpreter(env)
             except frameworks.FrameworkUnavailable as exc:
@@ -196,7 +206,8 @@ def build_peer_env(runtime: Runtime, hosts: Sequence[str], port: int) -> dict[st
     if len(hosts) < 2:
         return {}
     env = {HOST_ADDRESSES_ENV: json.dumps(dict.fromkeys(hosts, LOOPBACK), sort_keys=True)}
-    if (runtime.kind, runtime.name) == ("builtin", "xgboost"):
+    if runtime.name == "xgboost":
+        # The built-in algorithm's tracker; a script may use the same helper (docs/xgboost.md).
         env[XGBOOST_TRACKER_ADDRESS_ENV] = LOOPBACK
         env[XGBOOST_TRACKER_PORT_ENV] = str(port)
     elif (runtime.kind, runtime.name) == ("framework", "mxnet"):

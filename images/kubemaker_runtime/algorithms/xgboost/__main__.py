@@ -3,15 +3,23 @@
 Like SageMaker's containers, the image runs with the single argument ``train`` or
 ``serve``. Both read the container contract under ``$SAGEMAKER_BASE_DIR`` (default
 ``/opt/ml``), so local mode and tests run them against any directory.
+
+Like SageMaker's XGBoost container, the image is also the XGBoost framework's: a job
+that names an entry point (the ``sagemaker_program`` hyperparameter) trains in script
+mode, and a model served with ``SAGEMAKER_PROGRAM`` or with its code (``code/``) is
+served with the script's handler functions (:mod:`kubemaker_runtime.frameworks.xgboost`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
-MODEL_FACTORY = "kubemaker_runtime.algorithms.xgboost.serve:XGBoostModel"
+from kubemaker_runtime import contract
+from kubemaker_runtime.frameworks.xgboost import mode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,19 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    paths = contract.Paths(args.base_dir) if args.base_dir else contract.Paths.from_env()
     if args.command == "train":
+        if mode.trains_script(paths):
+            from kubemaker_runtime.frameworks.xgboost import training
+
+            logging.getLogger(__name__).info("the job names an entry point: script mode")
+            return training.train(paths, os.environ)
+
         from kubemaker_runtime.algorithms.xgboost.train import run
 
         return run(args.base_dir)
 
-    import os
-
-    from kubemaker_runtime import contract
     from kubemaker_runtime.serving import serve as run_server
 
-    paths = contract.Paths(args.base_dir) if args.base_dir else contract.Paths.from_env()
-    model_dir = os.environ.get("SM_MODEL_DIR") if not args.base_dir else None
-    run_server(MODEL_FACTORY, model_dir or paths.model_dir)
+    explicit = os.environ.get("SM_MODEL_DIR") if not args.base_dir else None
+    model_dir = Path(explicit) if explicit else paths.model_dir
+    run_server(mode.model_factory(model_dir, os.environ), model_dir)
     return 0
 
 

@@ -289,6 +289,9 @@ DECLARATIONS: tuple[Hyperparameter, ...] = (
     Hyperparameter("nthread", "integer", Interval(1),
                    description="Default: SM_NUM_CPUS, else the CPUs the container may use."),
     Hyperparameter("verbosity", "integer", Interval(0, 3), default=1),
+    # XGBoost 1.0 removed it; SageMaker's notebooks (direct marketing) still pass it.
+    Hyperparameter("silent", "integer", Interval(0, 1), xgboost=False,
+                   description="SageMaker's older name: 1 means verbosity 0."),
     Hyperparameter("early_stopping_rounds", "integer", Interval(1), xgboost=False,
                    description="Stop when the validation metric has not improved for this "
                    "many rounds; the model keeps the best round."),
@@ -368,6 +371,9 @@ def xgboost_params(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]
         if not declaration.xgboost:
             continue
         params[name] = value
+    if values.get("silent") == 1:
+        params.setdefault("verbosity", 0)
+        notes.append("hyperparameter silent 1 is verbosity 0 in XGBoost 3")
     if params.get("tree_method") == "gpu_hist":
         params["tree_method"] = "hist"
         params.setdefault("device", "cuda")

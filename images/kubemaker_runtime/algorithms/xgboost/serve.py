@@ -128,9 +128,9 @@ class XGBoostModel(Model):
             elif content_type in ("text/libsvm", "text/x-libsvm"):
                 return self._decode_libsvm(body)
             elif content_type == JSON:
-                features = _json_features(body)
+                features = json_features(body)
             else:
-                features = _jsonlines_features(body)
+                features = jsonlines_features(body)
         except data.DataError as error:
             raise InvalidInput(str(error)) from None
         if features.shape[1] != self.num_features:
@@ -205,7 +205,7 @@ def encode_csv(predictions: np.ndarray, *, batch: bool) -> bytes:
     return rows + b"\n" if batch else rows
 
 
-def _json_features(body: bytes) -> np.ndarray:
+def json_features(body: bytes) -> np.ndarray:
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -226,7 +226,7 @@ def _json_features(body: bytes) -> np.ndarray:
     return _rows_to_array([_features_of(row, i) for i, row in enumerate(rows)])
 
 
-def _jsonlines_features(body: bytes) -> np.ndarray:
+def jsonlines_features(body: bytes) -> np.ndarray:
     rows = []
     for number, line in enumerate(body.splitlines(), start=1):
         if not line.strip():

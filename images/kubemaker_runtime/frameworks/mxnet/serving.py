@@ -11,33 +11,34 @@ put it, else in ``SAGEMAKER_SUBMIT_DIRECTORY``) may define any of:
   ``predict_fn(data, model)`` (default: ``model(data)``) and
   ``output_fn(prediction, accept)`` (default: JSON, CSV or NPY from the NDArray).
 
-Without a module the defaults serve any exported Gluon network. The HTTP side (routes,
-negotiation, limits, metrics, Open Inference Protocol) is the shared model server's.
+Without a module the defaults serve any exported Gluon network. Finding the module and
+calling its functions is every framework's (:mod:`kubemaker_runtime.frameworks.handlers`);
+the defaults here are MXNet's.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib
 import io
 import json
 import logging
 import os
-import sys
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from kubemaker_runtime import contract
-from kubemaker_runtime.frameworks.mxnet import code as user_code
+from kubemaker_runtime.frameworks.handlers import (
+    HANDLERS,
+    Defaults,
+    HandlerModel,
+    defines_handlers,
+    find_user_module,
+)
 from kubemaker_runtime.processors import available_gpus
 from kubemaker_runtime.serving import v2
 from kubemaker_runtime.serving.errors import InvalidInput, UnsupportedMediaType
-from kubemaker_runtime.serving.model import Model
 
 logger = logging.getLogger(__name__)
 
@@ -55,50 +56,6 @@ USER_REQUEST_TYPES = (
     "image/jpeg",
     "image/png",
 )
-
-
-def _load_module(program: str, code_dir: Path) -> ModuleType:
-    if str(code_dir) not in sys.path:
-        sys.path.insert(0, str(code_dir))
-    name = program.removesuffix(".py")
-    return importlib.import_module(name)
-
-
-HANDLERS = ("model_fn", "transform_fn", "input_fn", "predict_fn", "output_fn")
-
-
-def defines_handlers(source: str) -> bool:
-    """Whether a module defines any of SageMaker's handler functions at top level."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return False
-    return any(isinstance(node, ast.FunctionDef) and node.name in HANDLERS for node in tree.body)
-
-
-def find_user_module(model_dir: Path, environ: Mapping[str, str]) -> ModuleType | None:
-    """The module holding the handler functions, if the model has one."""
-    program = environ.get(contract.SERVING_PROGRAM_ENV)
-    code_dir = model_dir / user_code.MODEL_CODE_DIR
-    if not program and code_dir.is_dir():
-        # A model trained by kubemaker carries its code; one script is unambiguous. It is
-        # imported only when it defines a handler: a plain script would train again.
-        scripts = sorted(code_dir.glob("*.py"))
-        if len(scripts) == 1 and defines_handlers(scripts[0].read_text(errors="replace")):
-            program = scripts[0].name
-    if not program:
-        return None
-    if not (code_dir / program).is_file():
-        submit = environ.get(contract.SERVING_SUBMIT_DIRECTORY_ENV)
-        if not submit:
-            raise user_code.UserCodeError(
-                f"{contract.SERVING_PROGRAM_ENV}={program} is not in {code_dir} and "
-                f"{contract.SERVING_SUBMIT_DIRECTORY_ENV} is not set"
-            )
-        code_dir = user_code.stage_code(submit, Path(tempfile.mkdtemp(prefix="mxnet-code-")))
-        if not (code_dir / program).is_file():
-            raise user_code.UserCodeError(f"{program} is not in {submit}")
-    return _load_module(program, code_dir)
 
 
 # --- defaults ----------------------------------------------------------------------------
@@ -209,80 +166,24 @@ def default_output_fn(prediction: Any, accept: str) -> bytes:
     raise UnsupportedMediaType(f"the default output_fn writes {', '.join(DEFAULT_TYPES)}")
 
 
-def _as_bytes(result: Any) -> bytes:
-    # SageMaker's MXNet handlers may return the body or (body, content_type).
-    if isinstance(result, tuple):
-        result = result[0]
-    if isinstance(result, str):
-        return result.encode()
-    if isinstance(result, bytes | bytearray | memoryview):
-        return bytes(result)
-    return json.dumps(result).encode()
-
-
-class _Deferred:
-    """A transform_fn request: it runs once the response type is known (in encode)."""
-
-    __slots__ = ("body", "content_type")
-
-    def __init__(self, body: bytes, content_type: str) -> None:
-        self.body = body
-        self.content_type = content_type
-
-
-class MXNetModel(Model):
+class MXNetModel(HandlerModel):
     """The model server's Model for MXNet, driven by the user's handler functions."""
 
     platform = "mxnet"
     request_types: Sequence[str] = DEFAULT_TYPES
     response_types: Sequence[str] = DEFAULT_TYPES
-
-    def __init__(self, model_dir: str | Path, *, name: str | None = None) -> None:
-        super().__init__(model_dir, name=name)
-        self.module: ModuleType | None = None
-        self.model: Any = None
-        self._transform_fn: Callable[..., Any] | None = None
-        self._input_fn: Callable[[bytes, str], Any] = default_input_fn
-        self._predict_fn: Callable[[Any, Any], Any] = default_predict_fn
-        self._output_fn: Callable[[Any, str], Any] = default_output_fn
-        # Bind before load(): the app reads the types when it is built.
-        self.module = find_user_module(self.model_dir, os.environ)
-        hooks = vars(self.module) if self.module else {}
-        if callable(hooks.get("transform_fn")) or callable(hooks.get("input_fn")):
-            self.request_types = USER_REQUEST_TYPES
-        if callable(hooks.get("transform_fn")) or callable(hooks.get("output_fn")):
-            self.response_types = (JSON, CSV, NPY, "text/plain", "application/octet-stream")
-
-    def _hook(self, name: str) -> Callable[..., Any] | None:
-        found = getattr(self.module, name, None) if self.module else None
-        return found if callable(found) else None
-
-    def load(self) -> None:
-        model_fn = self._hook("model_fn") or default_model_fn
-        self.model = model_fn(str(self.model_dir))
-        self._transform_fn = self._hook("transform_fn")
-        self._input_fn = self._hook("input_fn") or default_input_fn
-        self._predict_fn = self._hook("predict_fn") or default_predict_fn
-        self._output_fn = self._hook("output_fn") or default_output_fn
-        self.ready = True
-
-    def decode(self, body: bytes, content_type: str) -> Any:
-        if self._transform_fn is not None:
-            return _Deferred(body, content_type)
-        return self._input_fn(body, content_type)
-
-    def predict(self, inputs: Any) -> Any:
-        if isinstance(inputs, _Deferred):
-            return inputs
-        return self._predict_fn(inputs, self.model)
-
-    def encode(self, outputs: Any, accept: str) -> bytes:
-        if isinstance(outputs, _Deferred):
-            assert self._transform_fn is not None
-            return _as_bytes(
-                self._transform_fn(self.model, outputs.body, outputs.content_type, accept)
-            )
-        return _as_bytes(self._output_fn(outputs, accept))
+    user_request_types: ClassVar[Sequence[str]] = USER_REQUEST_TYPES
+    user_response_types: ClassVar[Sequence[str]] = (
+        *DEFAULT_TYPES,
+        "text/plain",
+        "application/octet-stream",
+    )
+    defaults: ClassVar[Defaults] = Defaults(
+        model_fn=default_model_fn,
+        input_fn=default_input_fn,
+        predict_fn=default_predict_fn,
+        output_fn=default_output_fn,
+    )
 
     def infer_v2(self, inputs: Any) -> dict[str, np.ndarray]:
         """Open Inference Protocol: the tensor goes to predict_fn, the output comes back."""
@@ -307,3 +208,6 @@ def main() -> int:
     model_dir = os.environ.get("SM_MODEL_DIR") or str(contract.Paths.from_env().model_dir)
     serve(f"{__name__}:MXNetModel", model_dir)
     return 0
+
+
+__all__ = ["HANDLERS", "MXNetModel", "defines_handlers", "find_user_module", "main"]
