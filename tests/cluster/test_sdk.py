@@ -336,3 +336,67 @@ def test_the_transformer_follows_its_batch_transform_to_the_end(
     )["spec"]
     assert spec["model"] == {"trainingJobRef": {"name": "sdk-model"}}
     assert transformer.output == f"{BUCKET}/predictions"
+
+
+def test_storage_comes_from_the_operators_configuration_and_its_secret(
+    cluster: LocalCluster, kube: Kube, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A Session given nothing finds S3 where the operator serving its namespace keeps
+    it: the chart's ConfigMap and the credentials Secret it names (a real S3 API, moto's
+    server on loopback)."""
+    from moto.server import ThreadedMotoServer
+
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    # No credentials of this machine's own: only the Secret can give them.
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        config = {
+            "storage": {"s3EndpointUrl": f"http://127.0.0.1:{port}", "credentialsSecret": "s3"},
+            "watchNamespaces": [kube.namespace],
+        }
+        kube.core.create_namespaced_config_map(
+            kube.namespace,
+            {
+                "metadata": {
+                    "name": "kubemaker-config",
+                    "labels": {
+                        "app.kubernetes.io/part-of": "kubemaker",
+                        "app.kubernetes.io/component": "operator",
+                    },
+                },
+                "data": {"config.yaml": json.dumps(config)},
+            },
+        )
+        kube.core.create_namespaced_secret(
+            kube.namespace,
+            {
+                "metadata": {"name": "s3"},
+                "stringData": {"AWS_ACCESS_KEY_ID": "owner", "AWS_SECRET_ACCESS_KEY": "secret"},
+            },
+        )
+        data = tmp_path / "train.csv"
+        data.write_text("1,2,3\n")
+        session = Session(namespace=kube.namespace, kubeconfig=str(cluster.kubeconfig))
+        uri = session.upload_data(str(data), key_prefix="bank/train")
+        assert uri == f"s3://kubemaker-{kube.namespace}/bank/train/train.csv"
+
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id="owner",
+            aws_secret_access_key="secret",
+            region_name="us-east-1",
+        )
+        body = client.get_object(Bucket=f"kubemaker-{kube.namespace}", Key="bank/train/train.csv")
+        assert body["Body"].read() == b"1,2,3\n"
+        credentials = session.store.client._request_signer._credentials  # type: ignore[attr-defined]
+        assert credentials.access_key == "owner"
+    finally:
+        server.stop()

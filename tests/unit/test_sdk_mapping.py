@@ -4,6 +4,7 @@ transformer would create, judged by the API's own models, with v1 and v2 names."
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import tarfile
@@ -582,3 +583,22 @@ def test_get_execution_role_reads_the_service_account_from_the_environment(
     assert sagemaker.get_execution_role() is None
     monkeypatch.setenv("KUBEMAKER_ROLE", "trainer")
     assert sagemaker.get_execution_role() == "trainer"
+
+
+def test_the_operator_serving_the_namespace_gives_its_configuration() -> None:
+    from kubemaker.sdk.session import choose_operator_config
+
+    def document(endpoint: str, *watched: str) -> str:
+        return json.dumps(
+            {"storage": {"s3EndpointUrl": endpoint}, "watchNamespaces": list(watched)}
+        )
+
+    everywhere = document("http://everywhere")
+    mine = document("http://mine", "ml", "other")
+    theirs = document("http://theirs", "other")
+    chosen = choose_operator_config([everywhere, "{not: [yaml", theirs, mine], "ml")
+    assert chosen.storage.s3_endpoint_url == "http://mine"
+    assert choose_operator_config([theirs, everywhere], "ml").storage.s3_endpoint_url == (
+        "http://everywhere"
+    )
+    assert choose_operator_config([theirs], "ml").storage.s3_endpoint_url == ""

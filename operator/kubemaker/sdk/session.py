@@ -145,14 +145,7 @@ class Session:
             found = self.cluster().operator_config_maps(OPERATOR_CONFIG_SELECTOR)
         except NoCluster:
             return OperatorConfig()
-        for data in found:
-            try:
-                import yaml
-
-                return OperatorConfig.from_mapping(yaml.safe_load(data))
-            except Exception as exc:  # a chart of another version: say so, use defaults
-                logger.warning("the operator's configuration could not be read: %s", exc)
-        return OperatorConfig()
+        return choose_operator_config(found, self.namespace)
 
     # --- storage -------------------------------------------------------------------------
 
@@ -341,6 +334,35 @@ class Session:
         if self.local_mode or is_local(instance_type):
             return self.local()
         return self.cluster()
+
+
+def choose_operator_config(documents: list[str], namespace: str) -> OperatorConfig:
+    """The configuration of the operator that serves ``namespace``: one that watches it
+    by name, else one that watches every namespace; the defaults when none does (or
+    none can be read, as a chart of another version may not be)."""
+    import yaml
+
+    by_name: list[OperatorConfig] = []
+    everywhere: list[OperatorConfig] = []
+    for document in documents:
+        try:
+            config = OperatorConfig.from_mapping(yaml.safe_load(document))
+        except Exception as exc:
+            logger.warning("an operator's configuration could not be read: %s", exc)
+            continue
+        if namespace in config.watch_namespaces:
+            by_name.append(config)
+        elif not config.watch_namespaces:
+            everywhere.append(config)
+    chosen = by_name or everywhere
+    if len(chosen) > 1:
+        logger.warning(
+            "kubemaker.sdk: %d operators serve namespace %s; using the first one's storage "
+            "and images (give Session(s3_endpoint_url=...) to choose)",
+            len(chosen),
+            namespace,
+        )
+    return chosen[0] if chosen else OperatorConfig()
 
 
 LOCAL_INSTANCE_TYPES = ("local", "local_gpu")
