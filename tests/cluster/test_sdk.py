@@ -107,6 +107,16 @@ def test_fit_follows_the_job_then_deploy_and_delete_the_endpoint(
     variant = endpoint["spec"]["productionVariants"][0]
     assert variant["model"] == {"trainingJobRef": {"name": "sdk-fit"}}
 
+    # UpdateEndpoint: the variant's count changes; the call returns once the operator has
+    # rolled the new spec out (its status is for that generation).
+    predictor.update_endpoint(initial_instance_count=2)
+    endpoint = kube.custom.get_namespaced_custom_object(
+        GROUP, VERSION, kube.namespace, "endpoints", "sdk-bank"
+    )
+    assert endpoint["spec"]["productionVariants"][0]["initialInstanceCount"] == 2
+    assert endpoint["status"]["endpointStatus"] == "InService"
+    assert endpoint["status"]["observedGeneration"] == endpoint["metadata"]["generation"]
+
     predictor.delete_endpoint()
     wait_for("the Endpoint to be deleted", lambda: gone(kube, "endpoints", "sdk-bank"), 60)
 
@@ -142,6 +152,12 @@ def test_the_tuner_follows_its_search_and_reads_the_trials(session: Session, kub
     tuner.fit({"train": f"{BUCKET}/data/train"}, job_name="sdk-tune")
 
     assert tuner.describe()["status"]["hyperParameterTuningJobStatus"] == "Completed"
+    attached = HyperparameterTuner.attach("sdk-tune", session)
+    assert attached.best_training_job() == tuner.best_training_job()
+    assert attached.estimator.hyperparameters() == {
+        "num_round": "10",
+        "objective": "binary:logistic",
+    }
     trials = [f"sdk-tune-{i:03d}" for i in (1, 2, 3)]
     assert tuner.best_training_job() in trials
     rows = tuner.analytics().rows()

@@ -314,19 +314,26 @@ class Session:
         return self._runner().get("TuningJob", job_name)
 
     def describe_endpoint(self, endpoint_name: str) -> dict[str, Any]:
-        return self._runner().get("Endpoint", endpoint_name)
+        return self._endpoint_runner(endpoint_name).get("Endpoint", endpoint_name)
 
     def describe_transform_job(self, job_name: str) -> dict[str, Any]:
         return self._runner().get("BatchTransform", job_name)
 
     def delete_endpoint(self, endpoint_name: str) -> None:
-        self._runner().delete_endpoint(endpoint_name)
+        self._endpoint_runner(endpoint_name).delete_endpoint(endpoint_name)
 
     def stop_training_job(self, job_name: str) -> None:
         self._runner().stop("TrainingJob", job_name)
 
     def _runner(self) -> ClusterClient | LocalRunner:
         return self.local() if self.local_mode else self.cluster()
+
+    def _endpoint_runner(self, name: str) -> ClusterClient | LocalRunner:
+        """Local mode's runner for an endpoint it serves (deployed with instance_type
+        'local' through this session), else the session's own."""
+        if self._local_runner is not None and name in self._local_runner.endpoints:
+            return self._local_runner
+        return self._runner()
 
     def runner_for(self, instance_type: str | None) -> ClusterClient | LocalRunner:
         """Local mode for ``local`` / ``local_gpu`` (SageMaker's convention) or a
