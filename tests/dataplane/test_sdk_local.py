@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "sdk"
 BANK = Path("/tmp/kubemaker-examples/xgboost-bank")
@@ -188,3 +190,20 @@ def test_xgboost_script_mode_fits_and_serves_through_the_framework_estimator(
         predictor.delete_endpoint()
     scores = [float(value) for row in answer for value in row]
     assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_a_local_job_that_cannot_start_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubemaker.sdk import LocalSession
+    from kubemaker.sdk.mxnet import MXNet
+
+    # The child `kubemaker local train` reads this: the MXNet environment is not there.
+    monkeypatch.setenv("KUBEMAKER_MXNET_PYTHON", str(tmp_path / "no-such-python"))
+    mxnet = MXNet(
+        str(REPO / "examples" / "mnist-mlp" / "code" / "mnist_mlp.py"),
+        instance_type="local",
+        sagemaker_session=LocalSession(local_workdir=tmp_path / "work"),
+    )
+    with pytest.raises(RuntimeError, match=r"did not run \(exit code 2\)[\s\S]*mxnet-env\.sh"):
+        mxnet.fit("file:///nonexistent/train", logs=False)

@@ -322,6 +322,12 @@ def test_mxnet_uploads_its_code_beside_the_job_and_names_the_framework(
         "trainingInputMode": "File",
     }
     assert spec["hyperParameters"] == {"learning_rate": "0.1", "optimizer": "sgd"}
+    mxnet.container_log_level = logging.DEBUG
+    assert spec_of(mxnet, name="mnist-2")["hyperParameters"] == {
+        "learning_rate": "0.1",
+        "optimizer": "sgd",
+        "sagemaker_container_log_level": "10",
+    }
     uploaded = (bucket / "mnist-1" / "source" / "sourcedir.tar.gz").read_bytes()
     assert archive_names(uploaded) == ["mnist.py"]
     with pytest.raises(UnsupportedArgument, match="mpi"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -33,6 +34,7 @@ SDK_DIR = ".sdk"
 COMMANDS = {"TrainingJob": "train", "TuningJob": "tune", "BatchTransform": "transform"}
 STARTUP_SECONDS = 300.0
 TAIL_LINES = 30
+NOTHING_RAN = 2  # kubemaker local's exit code when it refused to start
 TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
 
 
@@ -95,7 +97,12 @@ class LocalRunner:
             with log.open("rb") as reader:
                 while True:
                     ended = process.poll() is not None
-                    for raw in iter(reader.readline, b""):
+                    while True:
+                        start = reader.tell()
+                        raw = reader.readline()
+                        if not raw.endswith(b"\n") and not (ended and raw):
+                            reader.seek(start)  # a line still being written: next round
+                            break
                         line = raw.decode(errors="replace").rstrip("\n")
                         tail.append(line)
                         if logs:
@@ -103,14 +110,14 @@ class LocalRunner:
                     if ended:
                         break
                     time.sleep(0.2)
-        try:
-            return self.get(kind, name)
-        except LookupError:
-            output = "\n".join(tail)
-            raise RuntimeError(
-                f"local {kind} {name} did not run (exit code "
-                f"{process.returncode if process else '?'}):\n{output}"
-            ) from None
+        # Exit code 2: nothing ran (a refused manifest, a missing environment); a record
+        # of the same name would be an earlier run's.
+        if process is None or process.returncode != NOTHING_RAN:
+            with contextlib.suppress(LookupError):
+                return self.get(kind, name)
+        output = "\n".join(tail)
+        code = process.returncode if process else "?"
+        raise RuntimeError(f"local {kind} {name} did not run (exit code {code}):\n{output}")
 
     def get(self, kind: str, name: str) -> JSON:
         if kind == "Endpoint":

@@ -560,6 +560,14 @@ class Framework(EstimatorBase):
         self.check_distribution(self.distribution)
         self.image_uri = merged["image_uri"]
 
+    def hyperparameters(self) -> dict[str, str]:
+        """The script's hyperparameters; a log level other than INFO goes to the image
+        as SageMaker's ``sagemaker_container_log_level`` (kept out of the script's)."""
+        values = super().hyperparameters()
+        if self.container_log_level != logging.INFO:
+            values["sagemaker_container_log_level"] = str(self.container_log_level)
+        return values
+
     def check_distribution(self, distribution: Mapping[str, Any]) -> None:
         if distribution:
             raise _args.UnsupportedArgument(

@@ -7,10 +7,11 @@ a cluster. Storage is chosen on first use, first match wins:
 
 1. the Session's own arguments (``s3_endpoint_url``, ``boto_session``);
 2. a :class:`LocalSession`: a directory, ``<local workdir>/buckets``;
-3. boto3's own configuration (``AWS_ENDPOINT_URL_S3``, credentials, profiles);
-4. the operator's chart configuration read from the cluster (``config.storage``), with
-   the credentials Secret it names when this user may read it;
-5. else a directory, with a note: fine for local mode, refused for a cluster job.
+3. an endpoint in boto3's environment (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``);
+4. the endpoint of the operator's chart configuration read from the cluster
+   (``config.storage``), with the credentials Secret it names when this user may read it;
+5. AWS S3, when boto3 finds credentials (environment, profile, instance role);
+6. else a directory, with a note: fine for local mode, refused for a cluster job.
 """
 
 from __future__ import annotations
@@ -166,9 +167,10 @@ class Session:
         if self.local_mode:
             return DirStore(self.local_workdir / "buckets")
         boto = boto3.session.Session()
-        configured = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if configured or boto.get_credentials() is not None:
+        if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
             return S3Store(boto.client("s3", region_name=self.region))
+        # The operator's endpoint before AWS credentials this machine may hold for other
+        # work: the jobs read and write where the operator points them.
         storage = self.operator_config().storage
         if storage.s3_endpoint_url:
             credentials = self._chart_credentials(storage.credentials_secret)
@@ -180,6 +182,8 @@ class Session:
                     **credentials,
                 )
             )
+        if boto.get_credentials() is not None:
+            return S3Store(boto.client("s3", region_name=self.region or storage.region or None))
         root = self.local_workdir / "buckets"
         logger.warning(
             "kubemaker.sdk: no object storage configured; data is kept under %s, which only "
