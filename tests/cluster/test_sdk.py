@@ -164,6 +164,12 @@ def test_the_tuner_follows_its_search_and_reads_the_trials(session: Session, kub
     assert [r["TrainingJobName"] for r in rows] == trials
     assert all(r["FinalObjectiveValue"] == 0.9 for r in rows)
     assert all(3 <= r["max_depth"] <= 9 and 0.1 <= r["eta"] <= 0.5 for r in rows)
+    frame = tuner.analytics().dataframe()
+    assert list(frame["TrainingJobName"]) == trials
+    assert {"eta", "max_depth", "FinalObjectiveValue", "TrainingElapsedTimeSeconds"} <= set(
+        frame.columns
+    )
+    assert (frame["TrainingElapsedTimeSeconds"] >= 0).all()
     spec = kube.custom.get_namespaced_custom_object(
         GROUP, VERSION, kube.namespace, "tuningjobs", "sdk-tune"
     )["spec"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +108,29 @@ def get(name: str) -> Framework:
         raise FrameworkUnavailable(
             f"unknown framework {name!r}; known: {', '.join(sorted(FRAMEWORKS))}"
         ) from None
+
+
+def run_entrypoint(name: str, argv: Sequence[str] | None = None) -> int:
+    """A framework image's entry point: ``train`` or ``serve``, as SageMaker starts its
+    containers, each running ``<framework>.training.main`` or ``.serving.main``."""
+    import argparse
+    import importlib
+    import logging
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog=f"python -m kubemaker_runtime.frameworks.{name}",
+        description=f"kubemaker's {name} framework container (SageMaker script mode).",
+    )
+    parser.add_argument("command", choices=["train", "serve"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s kubemaker-{name}: %(message)s",
+        stream=sys.stderr,
+    )
+    module = "training" if args.command == "train" else "serving"
+    main: Callable[[], int] = importlib.import_module(
+        f"kubemaker_runtime.frameworks.{name}.{module}"
+    ).main
+    return main()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlparse
 
 from kubemaker.api import API_VERSION, GROUP, KINDS, VERSION
+from kubemaker.sdk._http import headers
 from kubemaker.sdk.exceptions import ModelError
 from kubemaker.sdk.session import NoCluster
 
@@ -37,7 +38,6 @@ STATUS_FIELD = {
 }
 TERMINAL = ("Completed", "Failed", "Stopped")
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
-TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
 ALGORITHM_CONTAINER = "algorithm"
 TUNING_JOB_LABEL = "kubemaker.io/tuning-job"
 
@@ -354,12 +354,8 @@ class ClusterClient:
             f"/api/v1/namespaces/{self.namespace}/services/"
             f"{service}:{parsed.port or 80}/proxy/invocations"
         )
-        headers = {"Content-Type": content_type or "application/octet-stream"}
-        if accept:
-            headers["Accept"] = accept
-        if target_variant:
-            headers[TARGET_VARIANT_HEADER] = target_variant
-        response = self.send("POST", path, body=body, headers=headers)
+        sent = headers(content_type, accept, target_variant)
+        response = self.send("POST", path, body=body, headers=sent)
         data: bytes = response.data or b""
         if not 200 <= response.status <= 299:
             message = data.decode(errors="replace").strip() or response.reason

@@ -23,10 +23,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
+from kubemaker.sdk._http import post
 from kubemaker.sdk.exceptions import ModelError
 
 JSON = dict[str, Any]
@@ -35,7 +36,6 @@ COMMANDS = {"TrainingJob": "train", "TuningJob": "tune", "BatchTransform": "tran
 STARTUP_SECONDS = 300.0
 TAIL_LINES = 30
 NOTHING_RAN = 2  # kubemaker local's exit code when it refused to start
-TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
 
 
 @dataclass
@@ -241,35 +241,3 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
     except ProcessLookupError:
         pass
-
-
-def post(
-    url: str,
-    body: bytes,
-    content_type: str | None,
-    accept: str | None,
-    target_variant: str | None,
-    timeout: float = 60.0,
-) -> tuple[bytes, str]:
-    """POST a request to a model server or router; ModelError for an error answer."""
-    headers = {"Content-Type": content_type or "application/octet-stream"}
-    if accept:
-        headers["Accept"] = accept
-    if target_variant:
-        headers[TARGET_VARIANT_HEADER] = target_variant
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.read(), answer.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as exc:
-        text = _read(exc)
-        raise ModelError(f"{url} answered {exc.code}: {text}", exc.code) from None
-    except OSError as exc:
-        raise ModelError(f"{url} did not answer: {exc}", 503) from None
-
-
-def _read(stream: IO[bytes]) -> str:
-    try:
-        return stream.read().decode(errors="replace").strip()
-    except OSError:
-        return ""

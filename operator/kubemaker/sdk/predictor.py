@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kubemaker.sdk import _args, _manifests
-from kubemaker.sdk._localrun import post
+from kubemaker.sdk._http import post
 from kubemaker.sdk.deserializers import (
     BaseDeserializer,
     BytesDeserializer,

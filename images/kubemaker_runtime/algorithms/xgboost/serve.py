@@ -176,22 +176,29 @@ class XGBoostModel(Model):
         }
 
     def infer_v2(self, inputs: Any) -> dict[str, np.ndarray]:
-        if len(inputs) != 1:
-            raise InvalidInput("the XGBoost model takes one input tensor of shape [rows, features]")
-        ((name, array),) = inputs.items()
-        if array.dtype.kind not in "fiub":
-            raise InvalidInput(
-                f"input {name!r} is {v2.datatype_of(array)}: the XGBoost model takes numbers "
-                "(FP*, INT*, UINT* or BOOL)"
-            )
-        if array.ndim == 1:
-            array = array.reshape(1, -1)
-        if array.ndim != 2 or array.shape[1] != self.num_features:
-            raise InvalidInput(
-                f"input {name!r} has shape {list(array.shape)}: expected "
-                f"[rows, {self.num_features}]"
-            )
+        array = v2_features(inputs, self.num_features)
         return {"predict": self.predict(array)}
+
+
+def v2_features(inputs: Any, num_features: int | None) -> np.ndarray:
+    """The one FP32-able tensor [rows, features] an Open Inference Protocol request to an
+    XGBoost model must carry (``num_features`` None: any width); InvalidInput else."""
+    if len(inputs) != 1:
+        raise InvalidInput("the XGBoost model takes one input tensor of shape [rows, features]")
+    ((name, array),) = inputs.items()
+    if array.dtype.kind not in "fiub":
+        raise InvalidInput(
+            f"input {name!r} is {v2.datatype_of(array)}: the XGBoost model takes numbers "
+            "(FP*, INT*, UINT* or BOOL)"
+        )
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2 or (num_features and array.shape[1] != num_features):
+        raise InvalidInput(
+            f"input {name!r} has shape {list(array.shape)}: expected "
+            f"[rows, {num_features or 'features'}]"
+        )
+    return np.asarray(array)
 
 
 def encode_csv(predictions: np.ndarray, *, batch: bool) -> bytes:

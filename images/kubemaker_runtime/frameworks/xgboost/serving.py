@@ -41,7 +41,6 @@ from kubemaker_runtime.algorithms.xgboost import data
 from kubemaker_runtime.algorithms.xgboost import serve as algorithm
 from kubemaker_runtime.frameworks.handlers import Defaults, HandlerModel
 from kubemaker_runtime.frameworks.xgboost import mode
-from kubemaker_runtime.serving import v2
 from kubemaker_runtime.serving.errors import InvalidInput, NotAcceptable, UnsupportedMediaType
 
 logger = logging.getLogger(__name__)
@@ -273,21 +272,7 @@ class XGBoostScriptModel(HandlerModel):
 
     def infer_v2(self, inputs: Any) -> dict[str, np.ndarray]:
         """Open Inference Protocol: one FP32 tensor [rows, features] to predict_fn."""
-        if len(inputs) != 1:
-            raise InvalidInput("the XGBoost model takes one input tensor of shape [rows, features]")
-        ((name, array),) = inputs.items()
-        if array.dtype.kind not in "fiub":
-            raise InvalidInput(
-                f"input {name!r} is {v2.datatype_of(array)}: the XGBoost model takes numbers "
-                "(FP*, INT*, UINT* or BOOL)"
-            )
-        if array.ndim == 1:
-            array = array.reshape(1, -1)
-        if array.ndim != 2 or (self.num_features and array.shape[1] != self.num_features):
-            raise InvalidInput(
-                f"input {name!r} has shape {list(array.shape)}: expected "
-                f"[rows, {self.num_features or 'features'}]"
-            )
+        array = algorithm.v2_features(inputs, self.num_features)
         matrix = xgb.DMatrix(np.asarray(array, dtype=np.float32), nthread=1)
         return {"predict": np.asarray(self._predict_fn(matrix, self.model))}
 
