@@ -118,6 +118,10 @@ cluster-down:  ## stop and delete the local control plane
 e2e-kind: venv  ## end to end with real containers in kind (needs a Docker engine)
 	$(VENV_BIN)/python -m pytest tests/e2e -m e2e -v
 
+.PHONY: kind-node-image
+kind-node-image:  ## build (or reuse) the kind node image of the e2e tests, offline (docs/e2e.md)
+	scripts/kind-node-image.sh
+
 .PHONY: docker-engine
 docker-engine:  ## make a Docker engine answer here (installs Debian's docker.io as root where none does)
 	scripts/docker-engine.sh

@@ -1,9 +1,10 @@
 """Fixtures of the end-to-end tests: real containers in a kind cluster (docs/e2e.md).
 
 Tests marked ``e2e`` are skipped, with the reason and how to run them, when no Docker
-engine answers (``KUBEMAKER_E2E_REQUIRE=1`` turns that skip into a failure, for a CI job
-that must run them). ``kind_env`` (session) builds the images and tools, creates the
-cluster and installs MinIO and the chart (``kindharness.set_up``); it deletes the
+engine answers or the kind node image cannot be built here (``KUBEMAKER_E2E_REQUIRE=1``,
+the default where ``CI=true``, turns that skip into a failure: CI must run them).
+``kind_env`` (session) builds the node image, the images and tools, creates the
+cluster and installs the S3 server and the chart (``kindharness.set_up``); it deletes the
 cluster at the end unless ``KUBEMAKER_E2E_KEEP=1``. ``e2e_namespace`` (function) is a
 fresh namespace with the storage Secret. When a test fails, the cluster's state (job
 status, pod logs, events, the operator's log) is appended to its report and written
@@ -39,7 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(f"e2e settings: {exc}") from exc
     problem = kindharness.docker_engine_problem()
     if settings.require_docker:
-        # With KUBEMAKER_E2E_REQUIRE=1 the kind_env fixture fails with the problem instead.
+        # With KUBEMAKER_E2E_REQUIRE=1 (or CI=true) the fixtures fail with the problem instead.
         return
     if problem is not None:
         skip = pytest.mark.skip(reason=kindharness.skip_message(problem))
@@ -71,9 +72,13 @@ def _live_log(config: pytest.Config) -> Callable[[str], None]:
 def kind_env(request: pytest.FixtureRequest) -> Iterator[kindharness.Environment]:
     settings = kindharness.Settings.from_env()
     problem = kindharness.docker_engine_problem()
+    if problem is None:
+        problem = kindharness.kind_node_problem(settings.node_image)
     if problem is not None:
-        # Only reached with KUBEMAKER_E2E_REQUIRE=1 (otherwise the tests were skipped).
-        pytest.fail(f"KUBEMAKER_E2E_REQUIRE=1 and {problem}", pytrace=False)
+        # Only reached with KUBEMAKER_E2E_REQUIRE=1 or CI=true (otherwise the tests were
+        # skipped).
+        problem = problem.removeprefix("kind e2e skipped: ")
+        pytest.fail(f"KUBEMAKER_E2E_REQUIRE=1 (or CI=true), but {problem}", pytrace=False)
     log = _live_log(request.config)
     try:
         env = kindharness.set_up(settings, log)

@@ -9,13 +9,16 @@ The tests (``tests/e2e``, ``make e2e-kind``) call :func:`set_up`, which
 1. builds the pinned ``kind`` from its Go module into ``$KUBEMAKER_CACHE/bin/kind-<version>``
    with the build code of ``tests/cluster/localcluster.py`` (which also provides kubectl
    and helm at the versions the rest of the tests use);
-2. builds the operator, runtime (agent) and xgboost images with ``docker build``;
-3. creates the kind cluster (node image on the local control plane's Kubernetes minor)
-   and loads the images into it;
-4. installs MinIO from ``manifests/minio.yaml``, creates the bucket and uploads the
-   bank-marketing channels with ``examples/xgboost-bank/prepare.py --upload``;
-5. installs ``charts/kubemaker`` with ``manifests/values-e2e.yaml`` plus the image
-   references, MinIO as the default storage of the jobs.
+2. builds (or reuses) the kind node image on this machine, offline
+   (``scripts/kindnode.py``), unless ``KUBEMAKER_E2E_NODE_IMAGE`` names one;
+3. builds (or reuses) the operator, runtime (agent) and xgboost images with
+   ``scripts/images.sh`` and the object storage image (moto's S3 server) with
+   ``scripts/s3-image.sh``;
+4. creates the kind cluster and loads the images into it;
+5. installs the object storage from ``manifests/s3.yaml``, creates the bucket and uploads
+   the bank-marketing channels with ``examples/xgboost-bank/prepare.py --upload``;
+6. installs ``charts/kubemaker`` with ``manifests/values-e2e.yaml`` plus the image
+   references, the in-cluster S3 as the default storage of the jobs.
 
 Every setting comes from the environment (:meth:`Settings.from_env`, table in
 docs/e2e.md). Nothing here sleeps for a fixed time: each wait polls a condition with a
@@ -53,34 +56,37 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 E2E_DIR = Path(__file__).resolve().parent
 MANIFESTS = E2E_DIR / "manifests"
 KIND_CONFIG = MANIFESTS / "kind-config.yaml"
-MINIO_MANIFEST = MANIFESTS / "minio.yaml"
+S3_MANIFEST = MANIFESTS / "s3.yaml"
 E2E_VALUES = MANIFESTS / "values-e2e.yaml"
 CHART = REPO_ROOT / "charts" / "kubemaker"
 CHART_CRDS = CHART / "crds"
 BANK_EXAMPLE = REPO_ROOT / "examples" / "xgboost-bank" / "trainingjob-s3.yaml"
 BANK_PREPARE = REPO_ROOT / "examples" / "xgboost-bank" / "prepare.py"
+IMAGES_SCRIPT = REPO_ROOT / "scripts" / "images.sh"
+S3_IMAGE_SCRIPT = REPO_ROOT / "scripts" / "s3-image.sh"
+KINDNODE_SCRIPT = REPO_ROOT / "scripts" / "kindnode.py"
 
-# --- pinned versions: the one place to change them ----------------------------------------
-# kind v0.32.0 with its own default node image (pkg/apis/config/defaults/image.go at the
-# tag): the pairing kind supports. Kubernetes 1.36 is the minor of the local control plane
-# (tests/cluster/localcluster.py), and native sidecars, which training pods use, are GA
-# since 1.33.
+# --- pinned versions -----------------------------------------------------------------------
+# kind and the node image's contents (Kubernetes = the local control plane's v1.36.3,
+# containerd, CoreDNS, ...) are pinned in scripts/kindnode.py, which builds the node
+# image here; native sidecars, which training pods use, are GA since Kubernetes 1.33.
 KIND_VERSION = "v0.32.0"
-NODE_IMAGE = (
-    "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5"
-)
-# The MinIO image is pinned in manifests/minio.yaml.
+# The default node image: the one scripts/kindnode.py builds (kubemaker/kind-node:...).
+LOCAL_NODE_REPOSITORY = "kubemaker/kind-node"
 
 RELEASE = "kubemaker"
 OPERATOR_NAMESPACE = "kubemaker"
-MINIO_NAMESPACE = "minio"
-MINIO_SERVICE = "minio"
-MINIO_ROOT_SECRET = "minio-root"
+S3_NAMESPACE = "s3"
+S3_SERVICE = "s3"
+S3_ROOT_SECRET = "s3-root"
 # The Secret each job namespace gets; values-e2e.yaml names it as config.storage.credentialsSecret.
-CREDENTIALS_SECRET = "minio-credentials"
-MINIO_REGION = "us-east-1"
+CREDENTIALS_SECRET = "s3-credentials"
+S3_REGION = "us-east-1"
+# The Pod Security level the test namespaces enforce (the operator's pods must pass it).
+POD_SECURITY_LEVEL = "restricted"
 BANK_DATA_PREFIX = "data/xgboost-bank"
-# The images the tests build: name -> Dockerfile (built from the repository root).
+# The images the tests build with scripts/images.sh: name -> Dockerfile (context: the
+# repository root).
 DOCKERFILES = {
     "operator": "Dockerfile",
     "runtime": "images/runtime/Dockerfile",
@@ -162,13 +168,15 @@ class Settings:
 
     cluster_name: str = "kubemaker-e2e"
     kind_version: str = KIND_VERSION
-    node_image: str = NODE_IMAGE
-    image_prefix: str = "kubemaker"
-    image_tag: str = "e2e"
+    node_image: str = ""  # empty: built here by scripts/kindnode.py
+    # What scripts/images.sh tags (the chart's defaults); another prefix or tag is a
+    # `docker tag` of those.
+    image_prefix: str = "ghcr.io/kubemaker"
+    image_tag: str = "0.1.0"
     build_images: bool = True
     keep: bool = False
-    require_docker: bool = False
-    minio_image: str = ""  # empty: the one pinned in manifests/minio.yaml
+    require_docker: bool = False  # default: True where CI=true
+    s3_image: str = ""  # empty: built by scripts/s3-image.sh
     bucket: str = "kubemaker-e2e"
     build_timeout: float = 2400.0  # per image
     setup_timeout: float = 600.0  # cluster creation, rollouts, helm
@@ -189,8 +197,13 @@ class Settings:
             image_tag=_text(env, "KUBEMAKER_E2E_IMAGE_TAG", d.image_tag),
             build_images=_flag(env, "KUBEMAKER_E2E_BUILD", d.build_images),
             keep=_flag(env, "KUBEMAKER_E2E_KEEP", d.keep),
-            require_docker=_flag(env, "KUBEMAKER_E2E_REQUIRE", d.require_docker),
-            minio_image=_text(env, "KUBEMAKER_E2E_MINIO_IMAGE", d.minio_image),
+            # CI=true (what CI services set; .ci/run's `make test`): the e2e tests must run.
+            require_docker=_flag(
+                env,
+                "KUBEMAKER_E2E_REQUIRE",
+                (env.get("CI") or "").strip().lower() in TRUE_WORDS or d.require_docker,
+            ),
+            s3_image=_text(env, "KUBEMAKER_E2E_S3_IMAGE", d.s3_image),
             bucket=_text(env, "KUBEMAKER_E2E_BUCKET", d.bucket),
             build_timeout=_seconds(env, "KUBEMAKER_E2E_BUILD_TIMEOUT", d.build_timeout),
             setup_timeout=_seconds(env, "KUBEMAKER_E2E_SETUP_TIMEOUT", d.setup_timeout),
@@ -199,7 +212,7 @@ class Settings:
         )
 
     def image(self, name: str) -> str:
-        """Reference of one of the images the tests build: ``kubemaker/operator:e2e``."""
+        """Reference of one of the images the tests build: ``ghcr.io/kubemaker/operator:0.1.0``."""
         return f"{self.image_prefix}/{name}:{self.image_tag}"
 
     @property
@@ -216,7 +229,7 @@ class Settings:
 
 def docker_engine_problem(timeout: float = 30.0) -> str | None:
     """Why no Docker engine can be used here, or None when one answers."""
-    docker = shutil.which("docker")
+    docker = docker_client()
     if docker is None:
         return "the `docker` command is not installed"
     try:
@@ -233,14 +246,38 @@ def docker_engine_problem(timeout: float = 30.0) -> str | None:
     if result.returncode == 0 and version:
         return None
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    if lines and lines[-1].startswith("template:"):
+        # The 20.10 client says only that its template failed; plain `docker info` says why.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            plain = subprocess.run(
+                [docker, "info"], capture_output=True, text=True, timeout=timeout, check=False
+            )
+            said = (plain.stdout + plain.stderr).splitlines()
+            lines = [line.strip() for line in said if "ERROR:" in line] or lines
     detail = lines[-1] if lines else f"exit code {result.returncode}"
     return f"no Docker engine answers (`docker info`: {detail})"
 
 
 def kind_node_problem(node_image: str, docker: str = "docker", timeout: float = 5.0) -> str | None:
-    """Why kind cannot create a cluster here, or None: its node image is neither on the
-    engine nor to be pulled (no registry answers). Building a node image offline is the
-    part of real-container testing still open (docs/e2e.md)."""
+    """Why kind cannot create a cluster here, or None.
+
+    The default node image (``node_image`` empty) is built here by scripts/kindnode.py,
+    which needs the Go toolchain, debootstrap (as root, for the node's Debian) and a C
+    compiler (pause); another one must be on the engine or a registry must answer.
+    """
+    if not node_image:
+        missing = [tool for tool in ("go", "cc", "tar") if shutil.which(tool) is None]
+        if shutil.which("debootstrap") is None and shutil.which("apt-get") is None:
+            missing.append("debootstrap")
+        if os.geteuid() != 0:
+            missing.append("root (debootstrap)")
+        if missing:
+            return (
+                "kind e2e skipped: the kind node image is built on this machine "
+                f"(scripts/kindnode.py), which needs {', '.join(missing)}; or name a node "
+                "image with KUBEMAKER_E2E_NODE_IMAGE (see docs/e2e.md)"
+            )
+        return None
     found = subprocess.run(
         [docker, "image", "inspect", node_image], capture_output=True, timeout=60, check=False
     )
@@ -250,9 +287,9 @@ def kind_node_problem(node_image: str, docker: str = "docker", timeout: float = 
         socket.create_connection(("registry-1.docker.io", 443), timeout=timeout).close()
     except OSError as exc:
         return (
-            f"kind e2e skipped: the node image {node_image} is not on this engine and no "
-            f"registry answers (registry-1.docker.io: {exc}); the images' own tests "
-            "(tests/e2e/test_images.py) still run (see docs/e2e.md)"
+            f"kind e2e skipped: the node image {node_image} (KUBEMAKER_E2E_NODE_IMAGE) is not "
+            f"on this engine and no registry answers (registry-1.docker.io: {exc}); leave "
+            "KUBEMAKER_E2E_NODE_IMAGE empty to build one here (see docs/e2e.md)"
         )
     return None
 
@@ -394,8 +431,18 @@ def build_pinned(names: Sequence[str], log: Callable[[str], None] = _stderr_log)
     return {name: Path(localcluster.binary(name)) for name in names}
 
 
+def docker_client() -> str | None:
+    """The Docker client the harness and kind use: $KUBEMAKER_DOCKER, else Debian's
+    /usr/bin/docker (docker.io, the engine's own 20.10 client, which builds without
+    buildx; a newer client earlier on PATH may want buildx), else `docker` on PATH."""
+    for candidate in (os.environ.get("KUBEMAKER_DOCKER"), "/usr/bin/docker"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("docker")
+
+
 def build_tools(settings: Settings, log: Callable[[str], None] = _stderr_log) -> Tools:
-    docker = shutil.which("docker")
+    docker = docker_client()
     if docker is None:
         raise E2EError("the `docker` command is not installed")
     pinned = build_pinned(["kubectl", "helm"], log)
@@ -410,42 +457,88 @@ def build_tools(settings: Settings, log: Callable[[str], None] = _stderr_log) ->
 # --- images -----------------------------------------------------------------------------------
 
 
-def build_images(settings: Settings, tools: Tools, log: Callable[[str], None]) -> list[str]:
-    """``docker build`` the three images (or check they exist, with KUBEMAKER_E2E_BUILD=0)."""
-    refs = []
+def _script(command: Sequence[str | Path], what: str, settings: Settings, log_name: str) -> str:
+    """Run one of our build scripts; its stdout (stripped). Its log in build-logs/."""
     logs_dir = settings.workdir / "build-logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
-    for name, dockerfile in DOCKERFILES.items():
-        ref = settings.image(name)
-        refs.append(ref)
-        if not settings.build_images:
+    build_log = logs_dir / f"{log_name}.log"
+    result = run(command, cwd=REPO_ROOT, timeout=settings.build_timeout, check=False)
+    build_log.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-60:])
+        raise E2EError(f"{what} failed (exit {result.returncode}); full log: {build_log}\n{tail}")
+    return result.stdout.strip()
+
+
+def build_node_image(settings: Settings, log: Callable[[str], None]) -> str:
+    """The node image: KUBEMAKER_E2E_NODE_IMAGE, else built (or reused) by scripts/kindnode.py."""
+    if settings.node_image:
+        return settings.node_image
+    log("building (or reusing) the kind node image: scripts/kindnode.py build")
+    output = _script(
+        [sys.executable, KINDNODE_SCRIPT, "build"], "scripts/kindnode.py build", settings,
+        "kind-node",
+    )  # fmt: skip
+    image = output.splitlines()[-1]
+    log(f"node image {image}")
+    return image
+
+
+def build_images(settings: Settings, tools: Tools, log: Callable[[str], None]) -> list[str]:
+    """Our images with scripts/images.sh (with KUBEMAKER_E2E_BUILD=0: check they exist)
+    and the S3 server's image with scripts/s3-image.sh; their references, the S3 one last."""
+    refs = [settings.image(name) for name in DOCKERFILES]
+    if not settings.build_images:
+        for ref in refs:
             found = run([tools.docker, "image", "inspect", ref], check=False)
             if found.returncode != 0:
                 raise E2EError(f"KUBEMAKER_E2E_BUILD=0 but there is no image {ref}: build it first")
             log(f"using the existing image {ref}")
-            continue
-        log(f"docker build -f {dockerfile} -t {ref} .")
-        started = time.monotonic()
-        # The Dockerfiles build with or without BuildKit; this harness still asks buildx to
-        # --load (an engine without buildx needs the plain `docker build`).
-        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-        result = run(
-            [tools.docker, "build", "--progress=plain", "--load", "-f", dockerfile, "-t", ref, "."],
-            cwd=REPO_ROOT,
-            env=env,
-            timeout=settings.build_timeout,
-            check=False,
-        )
-        build_log = logs_dir / f"{name}.log"
-        build_log.write_text(result.stdout + result.stderr)
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-60:])
-            raise E2EError(
-                f"`docker build -f {dockerfile}` failed (exit {result.returncode}); "
-                f"full log: {build_log}\n{tail}"
-            )
-        log(f"built {ref} in {time.monotonic() - started:.0f}s")
-    return refs
+    else:
+        log(f"scripts/images.sh {' '.join(DOCKERFILES)}")
+        output = _script([IMAGES_SCRIPT, *DOCKERFILES], "scripts/images.sh", settings, "images")
+        for line in output.splitlines():
+            log(line)
+        version = os.environ.get("KUBEMAKER_IMAGE_VERSION") or "0.1.0"
+        for name, ref in zip(DOCKERFILES, refs, strict=True):
+            built = f"ghcr.io/kubemaker/{name}:{version}"
+            if built != ref:
+                run([tools.docker, "tag", built, ref])
+    # The S3 server's image last (set_up installs it); cached, so built even with BUILD=0.
+    if settings.s3_image:
+        s3_image = settings.s3_image
+    else:
+        s3_image = _script([S3_IMAGE_SCRIPT], "scripts/s3-image.sh", settings, "s3-image")
+        s3_image = s3_image.splitlines()[-1]
+        log(f"object storage image {s3_image}")
+    return [*refs, s3_image]
+
+
+def kind_config(node_image: str) -> dict[str, Any]:
+    """manifests/kind-config.yaml, with what a node image of scripts/kindnode.py needs
+    (kubeadm's etcd tag, no default CNI, a cgroup v1 host) when it is one (pure)."""
+    config = dict(yaml.safe_load(KIND_CONFIG.read_text()))
+    if node_image.split(":", 1)[0] == LOCAL_NODE_REPOSITORY:
+        kindnode = load_kindnode()
+        config["networking"] = {**config.get("networking", {}), **kindnode.KIND_NETWORKING}
+        config["kubeadmConfigPatches"] = [
+            *config.get("kubeadmConfigPatches", []),
+            *kindnode.KIND_CONFIG_PATCHES,
+        ]
+    return config
+
+
+def load_kindnode() -> ModuleType:
+    """scripts/kindnode.py (standard library only), loaded by path."""
+    name = "kubemaker_kindnode"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, KINDNODE_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 # --- the kind cluster ---------------------------------------------------------------------------
@@ -456,6 +549,8 @@ class KindCluster:
     settings: Settings
     tools: Tools
     log: Callable[[str], None] = _stderr_log
+    node_image: str = ""  # what set_up built or the settings name
+    created_here: bool = False  # this process ran `kind create` (even if it failed)
 
     @property
     def name(self) -> str:
@@ -467,10 +562,13 @@ class KindCluster:
         return f"{self.name}-control-plane"
 
     def kind(self, *args: str, timeout: float = 120.0, check: bool = True) -> str:
-        return run([self.tools.kind, *args], timeout=timeout, check=check).stdout
+        # kind shells out to `docker`: the client of build_tools first on its PATH.
+        path = f"{Path(self.tools.docker).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {**os.environ, "PATH": path}
+        return run([self.tools.kind, *args], timeout=timeout, check=check, env=env).stdout
 
     def exists(self) -> bool:
-        clusters = run([self.tools.kind, "get", "clusters"], timeout=60).stdout.split()
+        clusters = self.kind("get", "clusters", timeout=60).split()
         return self.name in clusters
 
     def create(self) -> bool:
@@ -482,24 +580,49 @@ class KindCluster:
             self.settings.kubeconfig.write_text(kubeconfig)
             self.settings.kubeconfig.chmod(0o600)
             return False
-        self.log(f"creating the kind cluster {self.name!r} ({self.settings.node_image})")
+        image = self.node_image or self.settings.node_image
+        self.log(f"creating the kind cluster {self.name!r} ({image})")
         wait = int(self.settings.setup_timeout)
+        config = self.settings.cluster_dir / "kind-config.yaml"
+        config.write_text(yaml.safe_dump(kind_config(image), sort_keys=False))
+        self.created_here = True
         self.kind(
             "create",
             "cluster",
             "--name",
             self.name,
             "--image",
-            self.settings.node_image,
+            image,
             "--config",
-            str(KIND_CONFIG),
+            str(config),
             # Its own kubeconfig: never ~/.kube/config.
             "--kubeconfig",
             str(self.settings.kubeconfig),
             f"--wait={wait}s",
+            # A failed create keeps the node, for the diagnostics (node journals); set_up
+            # deletes it after.
+            "--retain",
             timeout=wait + 300,
         )
+        self.wait_for_system_pods()
         return True
+
+    def wait_for_system_pods(self) -> None:
+        """CoreDNS and kube-proxy Ready (right after `kind create` the CoreDNS pods may not
+        exist yet, and `kubectl wait` on no pods fails at once)."""
+        timeout = self.settings.setup_timeout
+        for label in ("k8s-app=kube-dns", "k8s-app=kube-proxy"):
+            wait_for(
+                f"pods {label} in kube-system",
+                lambda label=label: self.kubectl(
+                    "get", "pods", "-n", "kube-system", "-l", label, "-o", "name", check=False
+                ).stdout.strip(),
+                timeout,
+            )
+            self.kubectl(
+                "wait", "--for=condition=Ready", "pods", "-n", "kube-system", "-l", label,
+                f"--timeout={int(timeout)}s", timeout=timeout + 30,
+            )  # fmt: skip
 
     def delete(self) -> None:
         self.kind(
@@ -542,8 +665,9 @@ class KindCluster:
             check=False,
         )
         if saved.returncode != 0:
-            # Engines before Docker 28 have no --platform (nor the containerd store issue).
-            self.log(f"docker image save --platform failed ({saved.stderr.strip()}); retrying")
+            # Clients before Docker 28 have no --platform (nor the containerd store issue).
+            if "unknown flag" not in saved.stderr:
+                self.log(f"docker image save --platform failed ({saved.stderr.strip()}); retrying")
             run([docker, "image", "save", "-o", archive, ref], timeout=self.settings.setup_timeout)
         try:
             self.kind(
@@ -562,6 +686,18 @@ class KindCluster:
         """The host port (on 127.0.0.1) kind mapped to one of the node's ports."""
         mapped = run([self.tools.docker, "port", self.node_container, f"{container_port}/tcp"])
         return parse_docker_port(mapped.stdout)
+
+    def node_journal(self, unit: str) -> str:
+        """The node's journal of a systemd unit (kubelet, containerd), or why not."""
+        try:
+            result = run(
+                [self.tools.docker, "exec", self.node_container, "journalctl", "-u", unit,
+                 "--no-pager", "-o", "short-precise"],
+                timeout=120, check=False,
+            )  # fmt: skip
+        except E2EError as exc:
+            return str(exc)
+        return result.stdout + (f"\n{result.stderr}" if result.stderr.strip() else "")
 
     def export_logs(self, directory: Path) -> None:
         """Node-level logs (kubelet, containerd, pods) for a failure's post mortem."""
@@ -583,36 +719,37 @@ def find_document(docs: Sequence[Mapping[str, Any]], kind: str, name: str) -> di
     raise E2EError(f"no {kind} {name!r} in the manifest")
 
 
-def minio_documents(image: str = "") -> list[dict[str, Any]]:
-    """manifests/minio.yaml, with another MinIO image if one is given (pure but for the read)."""
-    docs = load_yaml_documents(MINIO_MANIFEST)
+def s3_documents(image: str = "") -> list[dict[str, Any]]:
+    """manifests/s3.yaml, with the S3 server's image if one is given (pure but for the read)."""
+    docs = load_yaml_documents(S3_MANIFEST)
     if image:
-        find_document(docs, "Deployment", MINIO_SERVICE)  # fails loudly if it moved
+        find_document(docs, "Deployment", S3_SERVICE)  # fails loudly if it moved
         for doc in docs:
-            if doc["kind"] == "Deployment" and doc["metadata"]["name"] == MINIO_SERVICE:
+            if doc["kind"] == "Deployment" and doc["metadata"]["name"] == S3_SERVICE:
                 doc["spec"]["template"]["spec"]["containers"][0]["image"] = image
     return docs
 
 
-def minio_credentials(docs: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
-    """MinIO's root user and password, from the manifest's Secret (the one place they live)."""
-    data = find_document(docs, "Secret", MINIO_ROOT_SECRET)["stringData"]
-    return str(data["MINIO_ROOT_USER"]), str(data["MINIO_ROOT_PASSWORD"])
+def s3_credentials(docs: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """The S3 server's access key and secret, from the manifest's Secret (the one place
+    they live)."""
+    data = find_document(docs, "Secret", S3_ROOT_SECRET)["stringData"]
+    return str(data["AWS_ACCESS_KEY_ID"]), str(data["AWS_SECRET_ACCESS_KEY"])
 
 
-def minio_ports(docs: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
-    """(service port, node port) of MinIO's S3 API."""
-    service = find_document(docs, "Service", MINIO_SERVICE)
+def s3_ports(docs: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """(service port, node port) of the S3 API."""
+    service = find_document(docs, "Service", S3_SERVICE)
     port = next(p for p in service["spec"]["ports"] if p["name"] == "s3")
     return int(port["port"]), int(port["nodePort"])
 
 
 @dataclass(frozen=True)
-class Minio:
-    """MinIO in the cluster, reachable from this machine through kind's port mapping."""
+class ObjectStorage:
+    """The S3 server in the cluster, reachable from this machine through kind's port mapping."""
 
     endpoint: str  # from this machine, e.g. http://127.0.0.1:41234
-    in_cluster_endpoint: str  # from the pods: http://minio.minio:9000
+    in_cluster_endpoint: str  # from the pods: http://s3.s3:9000
     access_key: str
     secret_key: str
 
@@ -625,20 +762,20 @@ class Minio:
             endpoint_url=self.endpoint,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
-            region_name=MINIO_REGION,
+            region_name=S3_REGION,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5}),
         )
 
     def aws_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """``environ`` for a boto3 program on this machine (prepare.py --upload) that
-        talks to this MinIO whatever AWS settings the user has (profiles, tokens)."""
+        talks to this S3 server whatever AWS settings the user has (profiles, tokens)."""
         env = {k: v for k, v in environ.items() if not k.startswith("AWS_")}
         env.update(
             {
                 "AWS_ENDPOINT_URL_S3": self.endpoint,
                 "AWS_ACCESS_KEY_ID": self.access_key,
                 "AWS_SECRET_ACCESS_KEY": self.secret_key,
-                "AWS_DEFAULT_REGION": MINIO_REGION,
+                "AWS_DEFAULT_REGION": S3_REGION,
                 "AWS_EC2_METADATA_DISABLED": "true",
                 "AWS_CONFIG_FILE": os.devnull,
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
@@ -671,44 +808,56 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def install_minio(cluster: KindCluster, settings: Settings) -> Minio:
-    docs = minio_documents(settings.minio_image)
+def _s3_answers(endpoint: str) -> bool:
+    """True when an S3 API answers at ``endpoint`` (any HTTP status: moto and MinIO differ
+    in what an anonymous request gets)."""
+    try:
+        with urllib.request.urlopen(endpoint, timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def install_s3(cluster: KindCluster, settings: Settings, image: str) -> ObjectStorage:
+    docs = s3_documents(image)
     cluster.apply(docs)
     timeout = f"--timeout={int(settings.setup_timeout)}s"
     cluster.kubectl(
-        "rollout", "status", "deployment/minio", "-n", MINIO_NAMESPACE, timeout,
+        "rollout", "status", f"deployment/{S3_SERVICE}", "-n", S3_NAMESPACE, timeout,
         timeout=settings.setup_timeout + 30,
     )  # fmt: skip
-    service_port, node_port = minio_ports(docs)
+    service_port, node_port = s3_ports(docs)
     endpoint = f"http://127.0.0.1:{cluster.host_port(node_port)}"
     wait_for(
-        f"MinIO at {endpoint} (kind's mapping of node port {node_port})",
-        lambda: _http_ok(f"{endpoint}/minio/health/ready"),
+        f"S3 at {endpoint} (kind's mapping of node port {node_port})",
+        lambda: _s3_answers(endpoint),
         settings.setup_timeout,
     )
-    user, password = minio_credentials(docs)
-    minio = Minio(
+    access_key, secret_key = s3_credentials(docs)
+    storage = ObjectStorage(
         endpoint=endpoint,
-        in_cluster_endpoint=f"http://{MINIO_SERVICE}.{MINIO_NAMESPACE}:{service_port}",
-        access_key=user,
-        secret_key=password,
+        in_cluster_endpoint=f"http://{S3_SERVICE}.{S3_NAMESPACE}:{service_port}",
+        access_key=access_key,
+        secret_key=secret_key,
     )
-    cluster.log(f"MinIO ready: {minio.in_cluster_endpoint} in the cluster, {endpoint} here")
-    return minio
+    cluster.log(f"S3 ready: {storage.in_cluster_endpoint} in the cluster, {endpoint} here")
+    return storage
 
 
-def upload_bank_data(minio: Minio, settings: Settings) -> tuple[str, Path]:
-    """The bank-marketing channels in MinIO, as the example's README does it.
+def upload_bank_data(storage: ObjectStorage, settings: Settings) -> tuple[str, Path]:
+    """The bank-marketing channels in the S3 server, as the example's README does it.
 
     Returns the S3 prefix of the channels and the local copy (its test split is what the
     tests score the trained model on).
     """
-    minio.ensure_bucket(settings.bucket)
+    storage.ensure_bucket(settings.bucket)
     out = settings.workdir / "xgboost-bank"
     uri = f"s3://{settings.bucket}/{BANK_DATA_PREFIX}"
     run(
         [sys.executable, BANK_PREPARE, "--out", out, "--upload", uri],
-        env=minio.aws_env(os.environ),
+        env=storage.aws_env(os.environ),
         timeout=settings.setup_timeout,
     )
     return uri, out
@@ -969,10 +1118,19 @@ def collect_diagnostics(
             tail=250)  # fmt: skip
     capture("operator namespace", "operator-objects.txt",
             "get", "all,events", "-n", OPERATOR_NAMESPACE, "-o", "wide", tail=60)  # fmt: skip
-    capture("MinIO log", "minio.log",
-            "logs", "deployment/minio", "-n", MINIO_NAMESPACE, "--tail=200", tail=40)  # fmt: skip
+    capture("S3 server log", "s3.log",
+            "logs", f"deployment/{S3_SERVICE}", "-n", S3_NAMESPACE, "--tail=200",
+            tail=40)  # fmt: skip
+    capture("nodes", "nodes.txt", "describe", "nodes", tail=80)
+    capture("pods of all namespaces", "pods-all.txt", "get", "pods", "-A", "-o", "wide")
+    capture("events of kube-system", "kube-system-events.txt",
+            "get", "events", "-n", "kube-system", "--sort-by=.lastTimestamp", tail=40)  # fmt: skip
     where = f"all of it in {directory}"
     if node_logs:
+        for unit in ("kubelet", "containerd"):
+            text = cluster.node_journal(unit)
+            (directory / f"node-{unit}.journal").write_text(text)
+            sections.append((f"node journal: {unit}", _tail(text, 60)))
         cluster.export_logs(directory / "kind")
         where += f", node logs (`kind export logs`) in {directory / 'kind'}"
     body = "\n\n".join(f"===== {title}\n{text.rstrip()}" for title, text in sections)
@@ -984,23 +1142,29 @@ def collect_diagnostics(
 
 @dataclass
 class Environment:
-    """Everything the tests need: the cluster with the operator, MinIO and the data."""
+    """Everything the tests need: the cluster with the operator, the S3 server and the data."""
 
     settings: Settings
     cluster: KindCluster
-    minio: Minio
+    storage: ObjectStorage
     data_uri: str  # s3://bucket/data/xgboost-bank: channels train/, validation/, test/
     data_dir: Path  # the same channels on this machine
     created_cluster: bool
     timings: dict[str, float] = field(default_factory=dict)
 
     def create_namespace(self, name: str) -> None:
-        """A namespace for one test, with the storage Secret the chart's config names."""
+        """A namespace for one test, enforcing Pod Security "restricted", with the storage
+        Secret the chart's config names."""
         self.cluster.kubectl("create", "namespace", name)
         self.cluster.kubectl(
+            "label", "namespace", name,
+            f"pod-security.kubernetes.io/enforce={POD_SECURITY_LEVEL}",
+            f"pod-security.kubernetes.io/warn={POD_SECURITY_LEVEL}",
+        )  # fmt: skip
+        self.cluster.kubectl(
             "create", "secret", "generic", CREDENTIALS_SECRET, "-n", name,
-            f"--from-literal=AWS_ACCESS_KEY_ID={self.minio.access_key}",
-            f"--from-literal=AWS_SECRET_ACCESS_KEY={self.minio.secret_key}",
+            f"--from-literal=AWS_ACCESS_KEY_ID={self.storage.access_key}",
+            f"--from-literal=AWS_SECRET_ACCESS_KEY={self.storage.secret_key}",
         )  # fmt: skip
 
     def delete_namespace(self, name: str) -> None:
@@ -1032,34 +1196,39 @@ def set_up(settings: Settings, log: Callable[[str], None] = _stderr_log) -> Envi
     settings.workdir.mkdir(parents=True, exist_ok=True)
     with _timed(timings, "tools (kind, kubectl, helm)", log):
         tools = build_tools(settings, log)
+    with _timed(timings, "node image", log):
+        node_image = build_node_image(settings, log)
     with _timed(timings, "images", log):
         refs = build_images(settings, tools, log)
-    cluster = KindCluster(settings, tools, log)
-    with _timed(timings, "kind cluster", log):
-        created = cluster.create()
+    cluster = KindCluster(settings, tools, log, node_image=node_image)
+    created = False
     try:
+        with _timed(timings, "kind cluster", log):
+            created = cluster.create()
         with _timed(timings, "image loading", log):
             for ref in refs:
                 cluster.load_image(ref)
-        with _timed(timings, "MinIO and data", log):
-            minio = install_minio(cluster, settings)
-            data_uri, data_dir = upload_bank_data(minio, settings)
+        with _timed(timings, "object storage and data", log):
+            storage = install_s3(cluster, settings, refs[-1])
+            data_uri, data_dir = upload_bank_data(storage, settings)
         with _timed(timings, "chart", log):
             install_chart(cluster, settings, restart=not created)
     except (E2EError, subprocess.SubprocessError, OSError) as exc:
         directory = settings.workdir / "diagnostics" / "setup"
         try:
-            summary = collect_diagnostics(cluster, [], directory)
+            summary = collect_diagnostics(
+                cluster, [OPERATOR_NAMESPACE, S3_NAMESPACE, "kube-system"], directory
+            )
         except (E2EError, OSError) as diag_exc:
             summary = f"(diagnostics failed too: {diag_exc})"
-        if created and not settings.keep:
+        if cluster.created_here and not settings.keep:
             with contextlib.suppress(E2EError):
                 cluster.delete()
         raise E2EError(f"e2e setup failed: {exc}\n\n{summary}") from exc
     return Environment(
         settings=settings,
         cluster=cluster,
-        minio=minio,
+        storage=storage,
         data_uri=data_uri,
         data_dir=data_dir,
         created_cluster=created,
@@ -1086,7 +1255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(path)
             _stderr_log(f"tools ready in {time.monotonic() - started:.1f}s")
         elif args.command == "down":
-            docker = shutil.which("docker") or "docker"
+            docker = docker_client() or "docker"
             tools = Tools(
                 kind=kind_binary(settings.kind_version),
                 kubectl=Path(localcluster.binary("kubectl")),

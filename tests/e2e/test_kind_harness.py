@@ -37,10 +37,20 @@ localcluster = kindharness.localcluster
 def test_settings_defaults() -> None:
     settings = kindharness.Settings.from_env({})
     assert settings.cluster_name == "kubemaker-e2e"
-    assert settings.image("operator") == "kubemaker/operator:e2e"
-    assert settings.image("xgboost") == "kubemaker/xgboost:e2e"
+    # What scripts/images.sh tags: the chart's defaults.
+    assert settings.image("operator") == "ghcr.io/kubemaker/operator:0.1.0"
+    assert settings.image("xgboost") == "ghcr.io/kubemaker/xgboost:0.1.0"
     assert settings.build_images and not settings.keep and not settings.require_docker
+    assert settings.node_image == "" and settings.s3_image == ""
     assert settings.kubeconfig == REPO_ROOT / ".work" / "e2e" / "kubemaker-e2e" / "kubeconfig"
+
+
+def test_ci_requires_the_e2e_tests() -> None:
+    # .ci/run runs `make test` with CI=true: there the kind tests fail, never skip.
+    assert kindharness.Settings.from_env({"CI": "true"}).require_docker
+    assert not kindharness.Settings.from_env(
+        {"CI": "true", "KUBEMAKER_E2E_REQUIRE": "0"}
+    ).require_docker
 
 
 def test_settings_from_environment(tmp_path: Path) -> None:
@@ -150,54 +160,79 @@ def _minor(version: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def test_node_image_is_pinned_to_the_local_control_plane_minor() -> None:
-    match = re.fullmatch(r"kindest/node:(v[\d.]+)@sha256:[0-9a-f]{64}", kindharness.NODE_IMAGE)
-    assert match, "the node image is pinned by tag and digest"
-    assert _minor(match.group(1)) == _minor(localcluster.KUBERNETES_VERSION)
-    assert _minor(match.group(1)) >= (1, 29), "training pods use native sidecars"
+def test_node_image_is_built_here_at_the_local_control_plane_version() -> None:
+    kindnode = kindharness.load_kindnode()
+    assert kindharness.Settings().node_image == ""  # default: scripts/kindnode.py builds it
+    assert kindnode.KUBERNETES_VERSION == localcluster.KUBERNETES_VERSION
+    assert kindnode.KIND_VERSION == kindharness.KIND_VERSION
+    assert _minor(kindnode.KUBERNETES_VERSION) >= (1, 29), "training pods use native sidecars"
+    # Every component kubeadm and the kubelet ask for is built under its registry name.
+    names = set(kindnode.COMPONENTS)
+    assert f"etcd:{kindnode.ETCD_TAG}" in names and f"pause:{kindnode.PAUSE_VERSION}" in names
+    assert {
+        f"{c}:{kindnode.KUBERNETES_VERSION}"
+        for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+    } <= names
 
 
-def test_kind_config_maps_minio_node_port() -> None:
+def test_kind_config_for_a_local_node_image_has_its_fixes() -> None:
+    local = kindharness.kind_config(f"{kindharness.LOCAL_NODE_REPOSITORY}:v1.36.3-0123")
+    assert local["networking"]["disableDefaultCNI"] is True
+    patches = [yaml.safe_load(patch) for patch in local["kubeadmConfigPatches"]]
+    kubelet = next(p for p in patches if p["kind"] == "KubeletConfiguration")
+    assert kubelet["failCgroupV1"] is False
+    cluster = next(p for p in patches if p["kind"] == "ClusterConfiguration")
+    assert cluster["etcd"]["local"]["imageTag"] == kindharness.load_kindnode().ETCD_TAG
+    # Another node image (kindest/node, say) gets the config as it is.
+    other = kindharness.kind_config("kindest/node:v1.36.1")
+    assert other == yaml.safe_load(kindharness.KIND_CONFIG.read_text())
+
+
+def test_kind_config_maps_the_s3_node_port() -> None:
     config = yaml.safe_load(kindharness.KIND_CONFIG.read_text())
     assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     (node,) = config["nodes"]
     (mapping,) = node["extraPortMappings"]
-    _, node_port = kindharness.minio_ports(kindharness.minio_documents())
+    _, node_port = kindharness.s3_ports(kindharness.s3_documents())
     assert mapping["containerPort"] == node_port
     # No hostPort: kind picks a free one, so two runs never fight over a port.
     assert "hostPort" not in mapping and mapping["listenAddress"] == "127.0.0.1"
 
 
-def test_minio_manifest() -> None:
-    docs = kindharness.minio_documents()
+def test_s3_manifest() -> None:
+    docs = kindharness.s3_documents()
     kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
-    assert kinds == ["Deployment/minio", "Namespace/minio", "Secret/minio-root", "Service/minio"]
-    deployment = kindharness.find_document(docs, "Deployment", "minio")
+    assert kinds == ["Deployment/s3", "Namespace/s3", "Secret/s3-root", "Service/s3"]
+    deployment = kindharness.find_document(docs, "Deployment", "s3")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert re.fullmatch(
-        r"quay\.io/minio/minio:RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ", container["image"]
-    )
-    user, password = kindharness.minio_credentials(docs)
-    assert len(user) >= 3 and len(password) >= 8  # MinIO refuses shorter root credentials
-    assert kindharness.minio_ports(docs) == (9000, 30900)
+    # What scripts/s3-image.sh tags: moto at the version uv.lock has.
+    script = (kindharness.REPO_ROOT / "scripts" / "s3-image.sh").read_text()
+    version = re.search(r"KUBEMAKER_MOTO_VERSION:-([\d.]+)", script)
+    assert version and container["image"] == f"kubemaker/s3:moto-{version.group(1)}"
+    lock = (kindharness.REPO_ROOT / "uv.lock").read_text()
+    assert f'name = "moto"\nversion = "{version.group(1)}"' in lock
+    assert container["imagePullPolicy"] == "Never"
+    access_key, secret_key = kindharness.s3_credentials(docs)
+    assert access_key and secret_key
+    assert kindharness.s3_ports(docs) == (9000, 30900)
     for doc in docs:
         if doc["kind"] != "Namespace":
-            assert doc["metadata"]["namespace"] == kindharness.MINIO_NAMESPACE
-    other = kindharness.minio_documents("example.org/minio:1")
+            assert doc["metadata"]["namespace"] == kindharness.S3_NAMESPACE
+    other = kindharness.s3_documents("example.org/minio:1")
     assert (
-        kindharness.find_document(other, "Deployment", "minio")["spec"]["template"]["spec"][
+        kindharness.find_document(other, "Deployment", "s3")["spec"]["template"]["spec"][
             "containers"
         ][0]["image"]
         == "example.org/minio:1"
     )
 
 
-def test_e2e_values_point_the_jobs_at_minio() -> None:
+def test_e2e_values_point_the_jobs_at_the_s3_server() -> None:
     values = yaml.safe_load(kindharness.E2E_VALUES.read_text())
     storage = values["config"]["storage"]
-    service_port, _ = kindharness.minio_ports(kindharness.minio_documents())
+    service_port, _ = kindharness.s3_ports(kindharness.s3_documents())
     assert storage["s3EndpointUrl"] == (
-        f"http://{kindharness.MINIO_SERVICE}.{kindharness.MINIO_NAMESPACE}:{service_port}"
+        f"http://{kindharness.S3_SERVICE}.{kindharness.S3_NAMESPACE}:{service_port}"
     )
     assert storage["credentialsSecret"] == kindharness.CREDENTIALS_SECRET
 
@@ -213,7 +248,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def s3_server(tmp_path: Path) -> Iterator[str]:
-    """A moto S3 server (its own process) on a free loopback port, standing in for MinIO."""
+    """A moto S3 server (its own process) on a free loopback port, as the in-cluster one."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "moto.log").open("wb")
@@ -243,26 +278,26 @@ def s3_server(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.dataplane
 def test_data_upload_and_model_download(s3_server: str, tmp_path: Path) -> None:
-    minio = kindharness.Minio(
+    storage = kindharness.ObjectStorage(
         endpoint=s3_server,
-        in_cluster_endpoint="http://minio.minio:9000",
+        in_cluster_endpoint="http://s3.s3:9000",
         access_key="kubemaker-e2e",
         secret_key="kubemaker-e2e-password",
     )
     settings = kindharness.Settings.from_env({"KUBEMAKER_E2E_WORKDIR": str(tmp_path)})
-    uri, local = kindharness.upload_bank_data(minio, settings)
-    kindharness.upload_bank_data(minio, settings)  # again: the bucket exists, no error
+    uri, local = kindharness.upload_bank_data(storage, settings)
+    kindharness.upload_bank_data(storage, settings)  # again: the bucket exists, no error
 
     assert uri == "s3://kubemaker-e2e/data/xgboost-bank"
-    client = minio.client()
+    client = storage.client()
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="kubemaker-e2e")["Contents"])
     assert keys == [f"data/xgboost-bank/{c}/{c}.csv" for c in ("test", "train", "validation")]
     rows = (local / "train" / "train.csv").read_text().splitlines()
-    assert minio.get(f"{uri}/train/train.csv").decode().splitlines() == rows
+    assert storage.get(f"{uri}/train/train.csv").decode().splitlines() == rows
 
     model = _tarball({"xgboost-model": b"model bytes"})
     client.put_object(Bucket="kubemaker-e2e", Key="ns/output/job/output/model.tar.gz", Body=model)
-    got = minio.get("s3://kubemaker-e2e/ns/output/job/output/model.tar.gz")
+    got = storage.get("s3://kubemaker-e2e/ns/output/job/output/model.tar.gz")
     assert kindharness.model_from_tarball(got) == b"model bytes"
 
 
@@ -280,7 +315,7 @@ def _bank_job(**kwargs: Any) -> dict[str, Any]:
     )
 
 
-def test_bank_trainingjob_reads_and_writes_minio() -> None:
+def test_bank_trainingjob_reads_and_writes_s3() -> None:
     job = _bank_job()
     assert job["metadata"] == {"name": "xgboost-bank", "namespace": "e2e-test"}
     spec = TrainingJobSpec.model_validate(job["spec"])
@@ -326,14 +361,14 @@ def test_chart_renders_with_the_e2e_values(tmp_path: Path) -> None:
     docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered.stdout) if d}
     deployment = docs[("Deployment", kindharness.RELEASE)]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == "kubemaker/operator:e2e"
+    assert container["image"] == "ghcr.io/kubemaker/operator:0.1.0"
     assert container["imagePullPolicy"] == "Never"
     config_map = docs[("ConfigMap", f"{kindharness.RELEASE}-config")]
     config = OperatorConfig.model_validate(yaml.safe_load(config_map["data"]["config.yaml"]))
-    assert config.images.agent == "kubemaker/runtime:e2e"
-    assert config.images.algorithms["xgboost"] == "kubemaker/xgboost:e2e"
+    assert config.images.agent == "ghcr.io/kubemaker/runtime:0.1.0"
+    assert config.images.algorithms["xgboost"] == "ghcr.io/kubemaker/xgboost:0.1.0"
     assert config.images.pull_policy == "Never"
-    assert config.storage.s3_endpoint_url == "http://minio.minio:9000"
+    assert config.storage.s3_endpoint_url == "http://s3.s3:9000"
     assert config.storage.credentials_secret == kindharness.CREDENTIALS_SECRET
     # The job's instance type fits a small kind node; the rest of the catalog is kept.
     assert config.instance_types["ml.m5.xlarge"].cpu == "500m"

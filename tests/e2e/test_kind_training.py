@@ -1,5 +1,6 @@
 """TrainingJobs end to end: the operator, the agent and the XGBoost image as containers
-in a kind cluster, the data and the model in MinIO (docs/e2e.md; `make e2e-kind`)."""
+in a kind cluster, the data and the model in the cluster's S3 server (moto; docs/e2e.md;
+`make e2e-kind`)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _score_test_split(env: kindharness.Environment, model: bytes) -> tuple[int, 
     return booster.num_features(), kindharness.roc_auc(labels, scores)
 
 
-def test_xgboost_bank_trains_to_a_model_in_minio(
+def test_xgboost_bank_trains_to_a_model_in_object_storage(
     kind_env: kindharness.Environment, e2e_namespace: str
 ) -> None:
     name = "xgboost-bank"
@@ -77,7 +78,7 @@ def test_xgboost_bank_trains_to_a_model_in_minio(
     # The model is where SageMaker puts it, and it is the real trained model.
     uri = status["modelArtifacts"]["s3ModelArtifacts"]
     assert uri == f"{output}/{name}/output/model.tar.gz"
-    model = kindharness.model_from_tarball(kind_env.minio.get(uri))
+    model = kindharness.model_from_tarball(kind_env.storage.get(uri))
     features = json.loads((kind_env.data_dir / "features.json").read_text())["features"]
     num_features, test_auc = _score_test_split(kind_env, model)
     assert num_features == len(features)
