@@ -79,7 +79,7 @@ def main() -> int:
         eval_metric="auc",
         early_stopping_rounds=10,
     )
-    xgb.fit({"train": s3_input_train, "validation": s3_input_validation}, logs=False)
+    xgb.fit({"train": s3_input_train, "validation": s3_input_validation})
 
     tuner = HyperparameterTuner(
         xgb,
