@@ -150,6 +150,16 @@ class Endpoints(_Config):
     )
     metrics_interval_seconds: float = Field(default=15.0, gt=0, le=300)
     scrape_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    router_replicas: int = Field(
+        default=2, ge=1, le=100, description="Router pods of an Endpoint that needs one"
+    )
+    router_resources: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {
+            "requests": {"cpu": "500m", "memory": "256Mi"},
+            "limits": {"memory": "1Gi"},
+        },
+        description="The router container's resources (requests, limits), as in a pod spec",
+    )
 
 
 class OperatorConfig(_Config):

@@ -1,28 +1,35 @@
-"""kubemaker end to end with real containers: the kind cluster the e2e tests run in.
+"""kubemaker end to end with real containers: the cluster the e2e tests run in.
 
     python tests/e2e/kindharness.py build   # build (or reuse) kind, kubectl, helm; print them
     python tests/e2e/kindharness.py down    # delete the e2e cluster (say, one kept with
-                                            # KUBEMAKER_E2E_KEEP=1)
+                                            # KUBEMAKER_E2E_KEEP=1), or with
+                                            # KUBEMAKER_E2E_KUBECONFIG what the e2e installed
 
-The tests (``tests/e2e``, ``make e2e-kind``) call :func:`set_up`, which
+The tests (``tests/e2e``, ``make e2e-kind``) call :func:`set_up`, which by default (kind)
 
 1. builds the pinned ``kind`` from its Go module into ``$KUBEMAKER_CACHE/bin/kind-<version>``
    with the build code of ``tests/cluster/localcluster.py`` (which also provides kubectl
    and helm at the versions the rest of the tests use);
 2. builds (or reuses) the kind node image on this machine, offline
    (``scripts/kindnode.py``), unless ``KUBEMAKER_E2E_NODE_IMAGE`` names one;
-3. builds (or reuses) the operator, runtime (agent) and xgboost images with
+3. builds (or reuses) the operator, runtime (agent), xgboost and mxnet images with
    ``scripts/images.sh`` and the object storage image (moto's S3 server) with
    ``scripts/s3-image.sh``;
 4. creates the kind cluster and loads the images into it;
 5. installs the object storage from ``manifests/s3.yaml``, creates the bucket and uploads
    the bank-marketing channels with ``examples/xgboost-bank/prepare.py --upload``;
 6. installs ``charts/kubemaker`` with ``manifests/values-e2e.yaml`` plus the image
-   references, the in-cluster S3 as the default storage of the jobs.
+   references and pull policy, the in-cluster S3 as the default storage of the jobs.
+
+With ``KUBEMAKER_E2E_KUBECONFIG`` it uses that cluster instead (:class:`ExistingCluster`):
+no kind, no node image, nothing loaded (the cluster pulls the images, pull policy
+``IfNotPresent``), S3 reached through ``kubectl port-forward``, and at the end only what
+the harness installed is removed. Both kinds of cluster offer the tests the same
+:class:`Cluster` interface.
 
 Every setting comes from the environment (:meth:`Settings.from_env`, table in
 docs/e2e.md). Nothing here sleeps for a fixed time: each wait polls a condition with a
-deadline. This module needs the project's virtualenv (PyYAML; boto3 for MinIO).
+deadline. This module needs the project's virtualenv (PyYAML; boto3 for S3).
 """
 
 from __future__ import annotations
@@ -91,7 +98,11 @@ DOCKERFILES = {
     "operator": "Dockerfile",
     "runtime": "images/runtime/Dockerfile",
     "xgboost": "images/xgboost/Dockerfile",
+    # The framework image of script mode (the chart's config.images.frameworks.mxnet).
+    "mxnet": "images/mxnet/Dockerfile",
 }
+# imagePullPolicy values Kubernetes knows (KUBEMAKER_E2E_PULL_POLICY).
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
@@ -162,6 +173,28 @@ def _text(environ: Mapping[str, str], name: str, default: str) -> str:
     return (environ.get(name) or "").strip() or default
 
 
+def _existing_file(environ: Mapping[str, str], name: str) -> Path | None:
+    """A file named by ``name`` (``~`` expanded, made absolute), None when unset."""
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.is_file():
+        raise ValueError(f"{name}={raw!r}: no such file ({path})")
+    return path
+
+
+def _pull_policy(environ: Mapping[str, str], name: str, default: str) -> str:
+    """One of Kubernetes' imagePullPolicy values, spelled as Kubernetes wants it."""
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return default
+    for policy in PULL_POLICIES:
+        if raw.lower() == policy.lower():
+            return policy
+    raise ValueError(f"{name}={raw!r}: expected one of {', '.join(PULL_POLICIES)}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the e2e run does; every field has an environment variable (see from_env)."""
@@ -182,6 +215,12 @@ class Settings:
     setup_timeout: float = 600.0  # cluster creation, rollouts, helm
     job_timeout: float = 900.0  # one TrainingJob, apply to end
     workdir: Path = REPO_ROOT / ".work" / "e2e"
+    # Another cluster: its kubeconfig (None: the harness's kind cluster) and context.
+    existing_kubeconfig: Path | None = None
+    context: str = ""  # empty: the kubeconfig's current context
+    # Of our images and the S3 server's; from_env defaults it to IfNotPresent on another
+    # cluster, which must pull them (kind's node has them loaded: Never).
+    pull_policy: str = "Never"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -189,7 +228,20 @@ class Settings:
         env = os.environ if environ is None else environ
         d = cls()
         workdir = env.get("KUBEMAKER_E2E_WORKDIR")
+        existing = _existing_file(env, "KUBEMAKER_E2E_KUBECONFIG")
+        context = _text(env, "KUBEMAKER_E2E_CONTEXT", d.context)
+        if context and existing is None:
+            # kind's kubeconfig has one context; naming another would be ignored silently.
+            raise ValueError(
+                f"KUBEMAKER_E2E_CONTEXT={context!r} needs KUBEMAKER_E2E_KUBECONFIG (the "
+                "kubeconfig holding that context); the kind cluster has its own kubeconfig"
+            )
         return cls(
+            existing_kubeconfig=existing,
+            context=context,
+            pull_policy=_pull_policy(
+                env, "KUBEMAKER_E2E_PULL_POLICY", "IfNotPresent" if existing else d.pull_policy
+            ),
             cluster_name=_text(env, "KUBEMAKER_E2E_CLUSTER", d.cluster_name),
             kind_version=_text(env, "KUBEMAKER_E2E_KIND_VERSION", d.kind_version),
             node_image=_text(env, "KUBEMAKER_E2E_NODE_IMAGE", d.node_image),
@@ -216,12 +268,26 @@ class Settings:
         return f"{self.image_prefix}/{name}:{self.image_tag}"
 
     @property
+    def existing(self) -> bool:
+        """The tests run against a cluster the harness did not make (KUBEMAKER_E2E_KUBECONFIG)."""
+        return self.existing_kubeconfig is not None
+
+    @property
     def cluster_dir(self) -> Path:
         return self.workdir / self.cluster_name
 
     @property
     def kubeconfig(self) -> Path:
-        return self.cluster_dir / "kubeconfig"
+        """The kubeconfig of every client of the tests: kind's (written by the harness), or
+        KUBEMAKER_E2E_KUBECONFIG itself. With KUBEMAKER_E2E_CONTEXT, a copy holding that
+        context alone as the current one (written by :meth:`ExistingCluster.open`): programs
+        the tests start with it (the SDK) read the current context, and must reach the
+        cluster kubectl and helm installed into."""
+        if self.existing_kubeconfig is None:
+            return self.cluster_dir / "kubeconfig"
+        if self.context:
+            return self.cluster_dir / f"kubeconfig-{re.sub(r'[^A-Za-z0-9_.-]', '_', self.context)}"
+        return self.existing_kubeconfig
 
 
 # --- Docker -------------------------------------------------------------------------------------
@@ -294,13 +360,56 @@ def kind_node_problem(node_image: str, docker: str = "docker", timeout: float = 
     return None
 
 
-def skip_message(problem: str) -> str:
-    """The reason an e2e test is skipped on a machine without a Docker engine."""
+def skip_message(problem: str, *, existing: bool = False) -> str:
+    """The reason an e2e test is skipped on a machine without a Docker engine;
+    ``existing``: a cluster test against KUBEMAKER_E2E_KUBECONFIG, which needs Docker
+    only to build the images."""
+    if existing:
+        return (
+            f"e2e skipped: {problem}. KUBEMAKER_E2E_BUILD=1 builds the images here with "
+            "Docker before the tests run against the cluster of KUBEMAKER_E2E_KUBECONFIG: "
+            "with the images pushed where that cluster pulls from, set "
+            'KUBEMAKER_E2E_BUILD=0 (see docs/e2e.md, "Against another cluster").'
+        )
     return (
         f"kind e2e skipped: {problem}. These tests run real containers in a kind "
         "cluster and need a running Docker engine: on a machine with one, run "
         "`make e2e-kind` (see docs/e2e.md)."
     )
+
+
+def without_skip_prefix(message: str) -> str:
+    """A skip reason as the middle of a sentence (the fixtures' failure under REQUIRE)."""
+    return re.sub(r"^(kind )?e2e skipped: ", "", message)
+
+
+def cluster_needs_docker(settings: Settings) -> bool:
+    """Whether the cluster tests need a Docker engine here: kind runs on it and its images
+    are loaded from it; another cluster pulls them, so only building them needs one."""
+    return not settings.existing or settings.build_images
+
+
+def e2e_problem(
+    settings: Settings,
+    *,
+    uses_cluster: bool,
+    docker_problem: Callable[[], str | None],
+    node_problem: Callable[[], str | None],
+) -> str | None:
+    """Why one e2e test cannot run here (its skip reason), or None.
+
+    ``uses_cluster``: the test uses the cluster (the ``kind_env`` fixture); the others
+    (tests/e2e/test_images.py) run containers with Docker. The probes (``docker info``,
+    the node image's prerequisites) are called only when the answer depends on them, so
+    a run against another cluster with KUBEMAKER_E2E_BUILD=0 never asks for Docker.
+    """
+    if not uses_cluster or cluster_needs_docker(settings):
+        problem = docker_problem()
+        if problem is not None:
+            return skip_message(problem, existing=uses_cluster and settings.existing)
+    if uses_cluster and not settings.existing:
+        return node_problem()
+    return None
 
 
 def docker_platform_of(inspect_json: Sequence[Mapping[str, Any]]) -> str:
@@ -380,10 +489,10 @@ def wait_for(
 
 @dataclass(frozen=True)
 class Tools:
-    kind: Path
+    kind: Path | None  # None against another cluster: no kind there
     kubectl: Path
     helm: Path
-    docker: str
+    docker: str | None  # None where no client is installed (another cluster, no build)
 
 
 def kind_go_build(version: str) -> Any:
@@ -443,15 +552,21 @@ def docker_client() -> str | None:
 
 def build_tools(settings: Settings, log: Callable[[str], None] = _stderr_log) -> Tools:
     docker = docker_client()
-    if docker is None:
+    if docker is None and cluster_needs_docker(settings):
         raise E2EError("the `docker` command is not installed")
     pinned = build_pinned(["kubectl", "helm"], log)
     return Tools(
-        kind=build_kind(settings.kind_version, log),
+        kind=None if settings.existing else build_kind(settings.kind_version, log),
         kubectl=pinned["kubectl"],
         helm=pinned["helm"],
         docker=docker,
     )
+
+
+def _docker(tools: Tools) -> str:
+    if tools.docker is None:
+        raise E2EError("the `docker` command is not installed")
+    return tools.docker
 
 
 # --- images -----------------------------------------------------------------------------------
@@ -484,13 +599,45 @@ def build_node_image(settings: Settings, log: Callable[[str], None]) -> str:
     return image
 
 
+def s3_image_problem(settings: Settings) -> str | None:
+    """Why the S3 server's image cannot be had, or None (pure).
+
+    Another cluster pulls it: with KUBEMAKER_E2E_BUILD=0 nothing is built here, so it
+    must be named. (With the build on, the one built here is used; the cluster may not
+    be able to pull it, docs/e2e.md says so.)
+    """
+    if settings.existing and not settings.build_images and not settings.s3_image:
+        return (
+            "KUBEMAKER_E2E_S3_IMAGE is empty: against another cluster "
+            "(KUBEMAKER_E2E_KUBECONFIG) with KUBEMAKER_E2E_BUILD=0 nothing is built here, so "
+            "set KUBEMAKER_E2E_S3_IMAGE to an S3 server image (port 9000) that cluster can "
+            "pull, e.g. the kubemaker/s3 image of scripts/s3-image.sh pushed to your "
+            'registry (see docs/e2e.md, "Against another cluster")'
+        )
+    return None
+
+
+def push_hint(refs: Sequence[str]) -> str:
+    """What to do with images built here for another cluster, which pulls them (pure)."""
+    pushes = "; ".join(f"docker push {ref}" for ref in refs)
+    return (
+        "the cluster of KUBEMAKER_E2E_KUBECONFIG pulls the images: they were built here, "
+        f"not pushed. Push them where it pulls from ({pushes}) if it cannot already pull "
+        "this version"
+    )
+
+
 def build_images(settings: Settings, tools: Tools, log: Callable[[str], None]) -> list[str]:
-    """Our images with scripts/images.sh (with KUBEMAKER_E2E_BUILD=0: check they exist)
-    and the S3 server's image with scripts/s3-image.sh; their references, the S3 one last."""
+    """Our images with scripts/images.sh (with KUBEMAKER_E2E_BUILD=0: check they exist, or
+    on another cluster, which pulls them, take them as named) and the S3 server's image
+    with scripts/s3-image.sh; their references, the S3 one last."""
     refs = [settings.image(name) for name in DOCKERFILES]
-    if not settings.build_images:
+    if not settings.build_images and settings.existing:
+        # Only the cluster can say whether it can pull them; no Docker is needed here.
+        log(f"the cluster pulls {', '.join(refs)} (KUBEMAKER_E2E_BUILD=0)")
+    elif not settings.build_images:
         for ref in refs:
-            found = run([tools.docker, "image", "inspect", ref], check=False)
+            found = run([_docker(tools), "image", "inspect", ref], check=False)
             if found.returncode != 0:
                 raise E2EError(f"KUBEMAKER_E2E_BUILD=0 but there is no image {ref}: build it first")
             log(f"using the existing image {ref}")
@@ -503,14 +650,25 @@ def build_images(settings: Settings, tools: Tools, log: Callable[[str], None]) -
         for name, ref in zip(DOCKERFILES, refs, strict=True):
             built = f"ghcr.io/kubemaker/{name}:{version}"
             if built != ref:
-                run([tools.docker, "tag", built, ref])
-    # The S3 server's image last (set_up installs it); cached, so built even with BUILD=0.
+                run([_docker(tools), "tag", built, ref])
+        if settings.existing:
+            log(push_hint(refs))
+    # The S3 server's image last (set_up installs it); cached, so built even with BUILD=0
+    # for kind.
+    problem = s3_image_problem(settings)
+    if problem is not None:
+        raise E2EError(problem)
     if settings.s3_image:
         s3_image = settings.s3_image
     else:
         s3_image = _script([S3_IMAGE_SCRIPT], "scripts/s3-image.sh", settings, "s3-image")
         s3_image = s3_image.splitlines()[-1]
         log(f"object storage image {s3_image}")
+        if settings.existing:
+            log(
+                f"the S3 server's image {s3_image} was built here: the cluster must be able "
+                "to pull it (else set KUBEMAKER_E2E_S3_IMAGE to one it can)"
+            )
     return [*refs, s3_image]
 
 
@@ -541,20 +699,122 @@ def load_kindnode() -> ModuleType:
     return module
 
 
-# --- the kind cluster ---------------------------------------------------------------------------
+# --- the clusters ---------------------------------------------------------------------------------
+
+# What the diagnostics say instead of the node journals on a cluster that is not ours.
+NODE_LOGS_NOTE = (
+    "not collected: the kubelet and containerd journals are read with `docker exec` into "
+    "the node container of the harness's kind cluster; this cluster "
+    "(KUBEMAKER_E2E_KUBECONFIG) has no such node here, see its own node logs"
+)
+
+
+def context_kubeconfig_command(kubectl: str | Path, source: Path, context: str) -> list[str]:
+    """kubectl printing a kubeconfig of ``context`` alone, as the current context, its
+    certificate files embedded (so the copy works from any folder) (pure)."""
+    return [
+        str(kubectl), "config", "view", "--raw", "--minify", "--flatten",
+        "--kubeconfig", str(source), "--context", context,
+    ]  # fmt: skip
+
+
+def port_forward_command(
+    kubectl: str | Path, kubeconfig: Path, context: str, local_port: int, service_port: int
+) -> list[str]:
+    """``kubectl port-forward`` of the S3 Service to ``local_port`` on this machine's
+    loopback (pure)."""
+    command = [str(kubectl), "--kubeconfig", str(kubeconfig)]
+    if context:
+        command += ["--context", context]
+    return [
+        *command, "port-forward", "-n", S3_NAMESPACE, f"svc/{S3_SERVICE}",
+        f"{local_port}:{service_port}", "--address", "127.0.0.1",
+    ]  # fmt: skip
+
+
+def free_local_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS's pick: two runs never collide)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
-class KindCluster:
+class Cluster:
+    """What the tests use of the cluster, kind or not: kubectl and helm against it, how S3
+    is reached from this machine, the diagnostics, and what the end removes."""
+
     settings: Settings
     tools: Tools
     log: Callable[[str], None] = _stderr_log
-    node_image: str = ""  # what set_up built or the settings name
-    created_here: bool = False  # this process ran `kind create` (even if it failed)
 
     @property
     def name(self) -> str:
         return self.settings.cluster_name
+
+    @property
+    def node_container(self) -> str | None:
+        """The Docker container of the (one) node, where the tests can reach it; None."""
+        return None
+
+    def client_args(self) -> list[str]:
+        """kubectl's flags naming the cluster."""
+        return ["--kubeconfig", str(self.settings.kubeconfig)]
+
+    def kubectl(
+        self, *args: str, input: str | None = None, timeout: float = 120.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return run(
+            [self.tools.kubectl, *self.client_args(), *args],
+            input=input,
+            timeout=timeout,
+            check=check,
+        )
+
+    def kubectl_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def apply(self, documents: Sequence[Mapping[str, Any]], *args: str) -> None:
+        # As JSON: YAML written by PyYAML may be read differently by kubectl's YAML 1.1
+        # parser (an unquoted `y` is a boolean there).
+        items = {"apiVersion": "v1", "kind": "List", "items": list(documents)}
+        self.kubectl("apply", *args, "-f", "-", input=json.dumps(items))
+
+    def helm_args(self) -> list[str]:
+        return ["--kubeconfig", str(self.settings.kubeconfig)]
+
+    def open(self) -> bool:
+        """Make the cluster ready for the installs; True when this call created it."""
+        raise NotImplementedError
+
+    def reach_s3(self, service_port: int, node_port: int) -> str:
+        """The S3 server's endpoint from this machine, once it answers there."""
+        raise NotImplementedError
+
+    def node_logs(self, directory: Path) -> tuple[list[tuple[str, str]], str]:
+        """The nodes' logs for the diagnostics: (title, text) sections and where the rest
+        went (appended to the summary's first line)."""
+        raise NotImplementedError
+
+    def export_logs(self, directory: Path) -> None:
+        """Node-level logs for a failure's post mortem, under ``directory``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop what runs on this machine for the cluster (nothing, for kind)."""
+
+    def remove(self) -> None:
+        """Remove what the e2e made (at the end, unless KUBEMAKER_E2E_KEEP=1)."""
+        raise NotImplementedError
+
+    def keep_message(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass
+class KindCluster(Cluster):
+    node_image: str = ""  # what set_up built or the settings name
+    created_here: bool = False  # this process ran `kind create` (even if it failed)
 
     @property
     def node_container(self) -> str:
@@ -562,14 +822,19 @@ class KindCluster:
         return f"{self.name}-control-plane"
 
     def kind(self, *args: str, timeout: float = 120.0, check: bool = True) -> str:
+        if self.tools.kind is None:
+            raise E2EError("kind is not built (KindCluster with the tools of another cluster)")
         # kind shells out to `docker`: the client of build_tools first on its PATH.
-        path = f"{Path(self.tools.docker).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        path = f"{Path(_docker(self.tools)).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         env = {**os.environ, "PATH": path}
         return run([self.tools.kind, *args], timeout=timeout, check=check, env=env).stdout
 
     def exists(self) -> bool:
         clusters = self.kind("get", "clusters", timeout=60).split()
         return self.name in clusters
+
+    def open(self) -> bool:
+        return self.create()
 
     def create(self) -> bool:
         """Create the cluster, or reuse one of that name. True when this call created it."""
@@ -630,24 +895,15 @@ class KindCluster:
         )
         self.log(f"deleted the kind cluster {self.name!r}")
 
-    def kubectl(
-        self, *args: str, input: str | None = None, timeout: float = 120.0, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        return run(
-            [self.tools.kubectl, "--kubeconfig", self.settings.kubeconfig, *args],
-            input=input,
-            timeout=timeout,
-            check=check,
+    def remove(self) -> None:
+        self.delete()
+
+    def keep_message(self) -> str:
+        return (
+            f"keeping the kind cluster {self.name!r} (KUBEMAKER_E2E_KEEP=1): "
+            f"export KUBECONFIG={self.settings.kubeconfig}; delete it with "
+            "`python tests/e2e/kindharness.py down`"
         )
-
-    def kubectl_json(self, *args: str) -> Any:
-        return json.loads(self.kubectl(*args, "-o", "json").stdout)
-
-    def apply(self, documents: Sequence[Mapping[str, Any]], *args: str) -> None:
-        # As JSON: YAML written by PyYAML may be read differently by kubectl's YAML 1.1
-        # parser (an unquoted `y` is a boolean there).
-        items = {"apiVersion": "v1", "kind": "List", "items": list(documents)}
-        self.kubectl("apply", *args, "-f", "-", input=json.dumps(items))
 
     def load_image(self, ref: str) -> None:
         """Put a local image on the node: ``docker image save`` + ``kind load image-archive``.
@@ -656,9 +912,15 @@ class KindCluster:
         since Docker 29) it fails with "content digest ... not found" (kind issue #3795);
         an archive of the host's platform alone loads everywhere.
         """
-        docker = self.tools.docker
+        docker = _docker(self.tools)
+        inspected = json.loads(run([docker, "image", "inspect", ref]).stdout)
+        if self._node_image_id(ref) == inspected[0]["Id"]:
+            # A kept cluster (KUBEMAKER_E2E_KEEP=1) already has it: the save and load of
+            # the four images take about 100 s.
+            self.log(f"{ref} is already on the node")
+            return
         archive = self.settings.cluster_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", ref) + ".tar")
-        platform = docker_platform_of(json.loads(run([docker, "image", "inspect", ref]).stdout))
+        platform = docker_platform_of(inspected)
         saved = run(
             [docker, "image", "save", "--platform", platform, "-o", archive, ref],
             timeout=self.settings.setup_timeout,
@@ -682,16 +944,35 @@ class KindCluster:
             archive.unlink(missing_ok=True)
         self.log(f"loaded {ref} into the cluster")
 
+    def _node_image_id(self, ref: str) -> str | None:
+        """The image ID (its config's digest, as Docker's) of ``ref`` in the node's
+        containerd, None when it has none."""
+        found = run(
+            [_docker(self.tools), "exec", self.node_container, "crictl", "inspecti",
+             "--output", "go-template", "--template", "{{.status.id}}", ref],
+            check=False,
+        )  # fmt: skip
+        return found.stdout.strip() if found.returncode == 0 else None
+
     def host_port(self, container_port: int) -> int:
         """The host port (on 127.0.0.1) kind mapped to one of the node's ports."""
-        mapped = run([self.tools.docker, "port", self.node_container, f"{container_port}/tcp"])
+        mapped = run([_docker(self.tools), "port", self.node_container, f"{container_port}/tcp"])
         return parse_docker_port(mapped.stdout)
+
+    def reach_s3(self, service_port: int, node_port: int) -> str:
+        endpoint = f"http://127.0.0.1:{self.host_port(node_port)}"
+        wait_for(
+            f"S3 at {endpoint} (kind's mapping of node port {node_port})",
+            lambda: _s3_answers(endpoint),
+            self.settings.setup_timeout,
+        )
+        return endpoint
 
     def node_journal(self, unit: str) -> str:
         """The node's journal of a systemd unit (kubelet, containerd), or why not."""
         try:
             result = run(
-                [self.tools.docker, "exec", self.node_container, "journalctl", "-u", unit,
+                [_docker(self.tools), "exec", self.node_container, "journalctl", "-u", unit,
                  "--no-pager", "-o", "short-precise"],
                 timeout=120, check=False,
             )  # fmt: skip
@@ -699,10 +980,174 @@ class KindCluster:
             return str(exc)
         return result.stdout + (f"\n{result.stderr}" if result.stderr.strip() else "")
 
+    def node_logs(self, directory: Path) -> tuple[list[tuple[str, str]], str]:
+        sections = []
+        for unit in ("kubelet", "containerd"):
+            text = self.node_journal(unit)
+            (directory / f"node-{unit}.journal").write_text(text)
+            sections.append((f"node journal: {unit}", _tail(text, 60)))
+        self.export_logs(directory / "kind")
+        return sections, f", node logs (`kind export logs`) in {directory / 'kind'}"
+
     def export_logs(self, directory: Path) -> None:
         """Node-level logs (kubelet, containerd, pods) for a failure's post mortem."""
         directory.mkdir(parents=True, exist_ok=True)
         self.kind("export", "logs", str(directory), "--name", self.name, timeout=300, check=False)
+
+
+@dataclass
+class PortForward:
+    """A ``kubectl port-forward`` running in the background, its output in a log file."""
+
+    command: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            # The child keeps its own copy of the file descriptor.
+            self.process = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def exited(self) -> str | None:
+        """Why the forward is gone (its exit code and output), or None while it runs."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        output = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return f"`kubectl port-forward` exited {self.process.returncode}: {_tail(output, 20)}"
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@dataclass
+class ExistingCluster(Cluster):
+    """A cluster the harness did not make (KUBEMAKER_E2E_KUBECONFIG): reached with that
+    kubeconfig only; nothing is loaded into it (it pulls the images), S3 is reached with
+    ``kubectl port-forward``, and the end removes only what the harness installed."""
+
+    forward: PortForward | None = None
+
+    @property
+    def name(self) -> str:
+        where = self.settings.existing_kubeconfig
+        return f"{where} (context {self.settings.context})" if self.settings.context else str(where)
+
+    def client_args(self) -> list[str]:
+        # The context too: the kubeconfig copy holds only it, but saying so costs nothing.
+        context = ["--context", self.settings.context] if self.settings.context else []
+        return [*super().client_args(), *context]
+
+    def helm_args(self) -> list[str]:
+        context = ["--kube-context", self.settings.context] if self.settings.context else []
+        return [*super().helm_args(), *context]
+
+    def open(self) -> bool:
+        """Write the context's kubeconfig (KUBEMAKER_E2E_CONTEXT) and check that the API
+        server answers. Never creates anything: False."""
+        source = self.settings.existing_kubeconfig
+        assert source is not None
+        if self.settings.context:
+            view = run(
+                context_kubeconfig_command(self.tools.kubectl, source, self.settings.context)
+            )
+            path = self.settings.kubeconfig
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(view.stdout)
+            path.chmod(0o600)
+        version = self.kubectl("version", "-o", "json", timeout=60).stdout
+        server = json.loads(version).get("serverVersion", {}).get("gitVersion", "?")
+        self.log(f"using the cluster of {self.name}: Kubernetes {server}")
+        return False
+
+    def reach_s3(self, service_port: int, node_port: int) -> str:
+        # No kind port mapping here: forward a free port of this machine to the Service.
+        self.close()
+        local_port = free_local_port()
+        command = port_forward_command(
+            self.tools.kubectl, self.settings.kubeconfig, self.settings.context,
+            local_port, service_port,
+        )  # fmt: skip
+        self.forward = PortForward(command, self.settings.cluster_dir / "port-forward-s3.log")
+        self.forward.start()
+        endpoint = f"http://127.0.0.1:{local_port}"
+        forward = self.forward
+
+        def answers() -> bool:
+            gone = forward.exited()
+            if gone is not None:
+                raise E2EError(gone)
+            return _s3_answers(endpoint)
+
+        wait_for(
+            f"S3 at {endpoint} (`kubectl port-forward svc/{S3_SERVICE}` in {S3_NAMESPACE})",
+            answers,
+            self.settings.setup_timeout,
+        )
+        return endpoint
+
+    def node_logs(self, directory: Path) -> tuple[list[tuple[str, str]], str]:
+        self.export_logs(directory)
+        return [("node logs", NODE_LOGS_NOTE)], ""
+
+    def export_logs(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "node-logs.txt").write_text(NODE_LOGS_NOTE + "\n")
+
+    def close(self) -> None:
+        if self.forward is not None:
+            self.forward.stop()
+            self.forward = None
+
+    def remove(self) -> None:
+        """The helm release and the namespaces the harness made (the test namespaces are
+        deleted by their fixtures); the CRDs stay: other releases may use them."""
+        timeout = int(self.settings.setup_timeout)
+        failures = []
+        # Both steps, whatever the first one did: the namespaces go even if helm fails.
+        for step in (
+            lambda: run(
+                [self.tools.helm, "uninstall", RELEASE, *self.helm_args(),
+                 "--namespace", OPERATOR_NAMESPACE, "--ignore-not-found", "--wait",
+                 f"--timeout={timeout}s"],
+                timeout=timeout + 60,
+            ),
+            # Waited for: a next run's `kubectl apply` of the s3 namespace fails on one
+            # that is still terminating.
+            lambda: self.kubectl(
+                "delete", "namespace", S3_NAMESPACE, OPERATOR_NAMESPACE, "--ignore-not-found",
+                f"--timeout={timeout}s", timeout=timeout + 60,
+            ),
+        ):  # fmt: skip
+            try:
+                step()
+            except E2EError as exc:
+                failures.append(str(exc))
+        if failures:
+            raise E2EError(
+                f"removing what the e2e installed in {self.name}: " + "; ".join(failures)
+            )
+        self.log(
+            f"removed the helm release {RELEASE!r} and the namespaces {S3_NAMESPACE!r}, "
+            f"{OPERATOR_NAMESPACE!r} from {self.name} (the CRDs stay)"
+        )
+
+    def keep_message(self) -> str:
+        return (
+            f"keeping what the e2e installed in {self.name} (KUBEMAKER_E2E_KEEP=1): the "
+            f"helm release {RELEASE!r} and the namespaces {OPERATOR_NAMESPACE!r}, "
+            f"{S3_NAMESPACE!r} and the tests' own; export KUBECONFIG={self.settings.kubeconfig}; "
+            "remove them with `python tests/e2e/kindharness.py down` (same settings)"
+        )
 
 
 # --- MinIO --------------------------------------------------------------------------------------
@@ -719,14 +1164,27 @@ def find_document(docs: Sequence[Mapping[str, Any]], kind: str, name: str) -> di
     raise E2EError(f"no {kind} {name!r} in the manifest")
 
 
-def s3_documents(image: str = "") -> list[dict[str, Any]]:
-    """manifests/s3.yaml, with the S3 server's image if one is given (pure but for the read)."""
+def s3_documents(
+    image: str = "", pull_policy: str = "", *, node_port: bool = True
+) -> list[dict[str, Any]]:
+    """manifests/s3.yaml, with the S3 server's image and its pull policy if given (pure but
+    for the read). Without ``node_port`` the Service is a ClusterIP one: another cluster
+    is reached with `kubectl port-forward`, and a fixed node port may be taken there or
+    open the test credentials' S3 on its nodes."""
     docs = load_yaml_documents(S3_MANIFEST)
-    if image:
-        find_document(docs, "Deployment", S3_SERVICE)  # fails loudly if it moved
-        for doc in docs:
-            if doc["kind"] == "Deployment" and doc["metadata"]["name"] == S3_SERVICE:
-                doc["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    find_document(docs, "Deployment", S3_SERVICE)  # fails loudly if it moved
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        if doc["kind"] == "Deployment" and name == S3_SERVICE:
+            container = doc["spec"]["template"]["spec"]["containers"][0]
+            if image:
+                container["image"] = image
+            if pull_policy:
+                container["imagePullPolicy"] = pull_policy
+        if doc["kind"] == "Service" and name == S3_SERVICE and not node_port:
+            doc["spec"]["type"] = "ClusterIP"
+            for port in doc["spec"]["ports"]:
+                port.pop("nodePort", None)
     return docs
 
 
@@ -746,7 +1204,8 @@ def s3_ports(docs: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class ObjectStorage:
-    """The S3 server in the cluster, reachable from this machine through kind's port mapping."""
+    """The S3 server in the cluster, reachable from this machine through kind's port mapping
+    or, on another cluster, `kubectl port-forward`."""
 
     endpoint: str  # from this machine, e.g. http://127.0.0.1:41234
     in_cluster_endpoint: str  # from the pods: http://s3.s3:9000
@@ -820,21 +1279,16 @@ def _s3_answers(endpoint: str) -> bool:
         return False
 
 
-def install_s3(cluster: KindCluster, settings: Settings, image: str) -> ObjectStorage:
-    docs = s3_documents(image)
+def install_s3(cluster: Cluster, settings: Settings, image: str) -> ObjectStorage:
+    docs = s3_documents(image, settings.pull_policy, node_port=not settings.existing)
     cluster.apply(docs)
     timeout = f"--timeout={int(settings.setup_timeout)}s"
     cluster.kubectl(
         "rollout", "status", f"deployment/{S3_SERVICE}", "-n", S3_NAMESPACE, timeout,
         timeout=settings.setup_timeout + 30,
     )  # fmt: skip
-    service_port, node_port = s3_ports(docs)
-    endpoint = f"http://127.0.0.1:{cluster.host_port(node_port)}"
-    wait_for(
-        f"S3 at {endpoint} (kind's mapping of node port {node_port})",
-        lambda: _s3_answers(endpoint),
-        settings.setup_timeout,
-    )
+    service_port, node_port = s3_ports(s3_documents())  # the manifest's, whatever was applied
+    endpoint = cluster.reach_s3(service_port, node_port)
     access_key, secret_key = s3_credentials(docs)
     storage = ObjectStorage(
         endpoint=endpoint,
@@ -867,14 +1321,26 @@ def upload_bank_data(storage: ObjectStorage, settings: Settings) -> tuple[str, P
 
 
 def build_image_values(settings: Settings) -> dict[str, Any]:
-    """Helm values naming the images the tests built (the rest is in values-e2e.yaml)."""
+    """Helm values naming the images the tests built and their pull policy (pure; the rest
+    is in values-e2e.yaml, which this file's values override)."""
     operator_repository, _, _ = settings.image("operator").rpartition(":")
     return {
-        "image": {"repository": operator_repository, "tag": settings.image_tag},
+        "image": {
+            "repository": operator_repository,
+            "tag": settings.image_tag,
+            "pullPolicy": settings.pull_policy,
+        },
         "config": {
             "images": {
                 "agent": settings.image("runtime"),
                 "algorithms": {"xgboost": settings.image("xgboost")},
+                # Both, not only mxnet: helm merges maps, and the chart's default xgboost
+                # entry would keep its ghcr.io/kubemaker name under another prefix.
+                "frameworks": {
+                    "mxnet": settings.image("mxnet"),
+                    "xgboost": settings.image("xgboost"),
+                },
+                "pullPolicy": settings.pull_policy,
             }
         },
     }
@@ -888,7 +1354,7 @@ def helm_values_args(settings: Settings) -> list[str]:
     return ["--values", str(E2E_VALUES), "--values", str(images)]
 
 
-def install_chart(cluster: KindCluster, settings: Settings, *, restart: bool = False) -> None:
+def install_chart(cluster: Cluster, settings: Settings, *, restart: bool = False) -> None:
     """Install or upgrade the release; ``restart`` the operator (a reused cluster: the
     image tag is the same, its content may not be, and helm sees no change)."""
     # The CRDs of the checkout first: helm installs CRDs only into a cluster that has none,
@@ -905,8 +1371,7 @@ def install_chart(cluster: KindCluster, settings: Settings, *, restart: bool = F
             "--install",
             RELEASE,
             CHART,
-            "--kubeconfig",
-            settings.kubeconfig,
+            *cluster.helm_args(),
             "--namespace",
             OPERATOR_NAMESPACE,
             "--create-namespace",
@@ -979,7 +1444,7 @@ def describe_status(obj: Mapping[str, Any] | None) -> str:
 
 
 def wait_for_training_end(
-    cluster: KindCluster, name: str, namespace: str, timeout: float
+    cluster: Cluster, name: str, namespace: str, timeout: float
 ) -> dict[str, Any]:
     """Poll the TrainingJob until its Succeeded condition is True or False; the object."""
     last: dict[str, Any] = {}
@@ -1052,13 +1517,14 @@ def _tail(text: str, lines: int) -> str:
 
 
 def collect_diagnostics(
-    cluster: KindCluster, namespaces: Sequence[str], directory: Path, *, node_logs: bool = True
+    cluster: Cluster, namespaces: Sequence[str], directory: Path, *, node_logs: bool = True
 ) -> str:
     """Write what helps debug a failure under ``directory``; return a summary to print.
 
     The summary has the TrainingJobs' status, the pods' containers and logs (agent and
     algorithm), the namespace's events and the operator's log tail; the files hold all of
-    it, plus ``kind export logs`` (kubelet, containerd) when ``node_logs``.
+    it, plus, when ``node_logs``, the node's kubelet and containerd journals and ``kind
+    export logs`` on kind (elsewhere a line saying why they are not collected).
     """
     directory.mkdir(parents=True, exist_ok=True)
     sections: list[tuple[str, str]] = []
@@ -1127,12 +1593,9 @@ def collect_diagnostics(
             "get", "events", "-n", "kube-system", "--sort-by=.lastTimestamp", tail=40)  # fmt: skip
     where = f"all of it in {directory}"
     if node_logs:
-        for unit in ("kubelet", "containerd"):
-            text = cluster.node_journal(unit)
-            (directory / f"node-{unit}.journal").write_text(text)
-            sections.append((f"node journal: {unit}", _tail(text, 60)))
-        cluster.export_logs(directory / "kind")
-        where += f", node logs (`kind export logs`) in {directory / 'kind'}"
+        node_sections, node_where = cluster.node_logs(directory)
+        sections.extend(node_sections)
+        where += node_where
     body = "\n\n".join(f"===== {title}\n{text.rstrip()}" for title, text in sections)
     return f"({where})\n\n{body}"
 
@@ -1145,7 +1608,7 @@ class Environment:
     """Everything the tests need: the cluster with the operator, the S3 server and the data."""
 
     settings: Settings
-    cluster: KindCluster
+    cluster: Cluster
     storage: ObjectStorage
     data_uri: str  # s3://bucket/data/xgboost-bank: channels train/, validation/, test/
     data_dir: Path  # the same channels on this machine
@@ -1171,14 +1634,13 @@ class Environment:
         self.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
     def tear_down(self) -> None:
+        # The port-forward goes even when the cluster's objects stay: it would outlive
+        # this process.
+        self.cluster.close()
         if self.settings.keep:
-            self.cluster.log(
-                f"keeping the kind cluster {self.cluster.name!r} (KUBEMAKER_E2E_KEEP=1): "
-                f"export KUBECONFIG={self.settings.kubeconfig}; delete it with "
-                "`python tests/e2e/kindharness.py down`"
-            )
+            self.cluster.log(self.cluster.keep_message())
             return
-        self.cluster.delete()
+        self.cluster.remove()
 
 
 @contextlib.contextmanager
@@ -1189,41 +1651,77 @@ def _timed(timings: dict[str, float], step: str, log: Callable[[str], None]) -> 
     log(f"{step}: {timings[step]:.0f}s")
 
 
+def make_cluster(
+    settings: Settings, tools: Tools, log: Callable[[str], None], node_image: str = ""
+) -> Cluster:
+    """The cluster the settings name: another one (KUBEMAKER_E2E_KUBECONFIG) or kind."""
+    if settings.existing:
+        return ExistingCluster(settings, tools, log)
+    return KindCluster(settings, tools, log, node_image=node_image)
+
+
+def _release_installed(cluster: Cluster) -> bool:
+    found = cluster.kubectl(
+        "get", "deployment", RELEASE, "-n", OPERATOR_NAMESPACE, "-o", "name", check=False
+    )  # fmt: skip
+    return found.returncode == 0
+
+
 def set_up(settings: Settings, log: Callable[[str], None] = _stderr_log) -> Environment:
     """Build, create and install everything; on a failure, collect diagnostics, delete
-    the cluster this call created (unless keep) and raise E2EError."""
+    the cluster this call created, or on another cluster what it installed there (unless
+    keep), and raise E2EError."""
+    problem = s3_image_problem(settings)
+    if problem is not None:
+        raise E2EError(f"e2e setup failed: {problem}")
     timings: dict[str, float] = {}
     settings.workdir.mkdir(parents=True, exist_ok=True)
-    with _timed(timings, "tools (kind, kubectl, helm)", log):
+    with _timed(timings, "tools (kubectl, helm)" if settings.existing else
+                "tools (kind, kubectl, helm)", log):  # fmt: skip
         tools = build_tools(settings, log)
-    with _timed(timings, "node image", log):
-        node_image = build_node_image(settings, log)
+    node_image = ""
+    if not settings.existing:
+        with _timed(timings, "node image", log):
+            node_image = build_node_image(settings, log)
     with _timed(timings, "images", log):
         refs = build_images(settings, tools, log)
-    cluster = KindCluster(settings, tools, log, node_image=node_image)
-    created = False
+    cluster = make_cluster(settings, tools, log, node_image)
+    created = reached = installing = False
     try:
-        with _timed(timings, "kind cluster", log):
-            created = cluster.create()
-        with _timed(timings, "image loading", log):
-            for ref in refs:
-                cluster.load_image(ref)
+        with _timed(timings, "cluster" if settings.existing else "kind cluster", log):
+            created = cluster.open()
+            reached = True
+        if isinstance(cluster, KindCluster):
+            with _timed(timings, "image loading", log):
+                for ref in refs:
+                    cluster.load_image(ref)
+        installing = True
         with _timed(timings, "object storage and data", log):
             storage = install_s3(cluster, settings, refs[-1])
             data_uri, data_dir = upload_bank_data(storage, settings)
         with _timed(timings, "chart", log):
-            install_chart(cluster, settings, restart=not created)
+            # A release already there runs the old operator if the image's tag is the same
+            # and its content is not, and helm sees no change: restart it.
+            install_chart(cluster, settings, restart=_release_installed(cluster))
     except (E2EError, subprocess.SubprocessError, OSError) as exc:
+        cluster.close()
         directory = settings.workdir / "diagnostics" / "setup"
-        try:
-            summary = collect_diagnostics(
-                cluster, [OPERATOR_NAMESPACE, S3_NAMESPACE, "kube-system"], directory
-            )
-        except (E2EError, OSError) as diag_exc:
-            summary = f"(diagnostics failed too: {diag_exc})"
-        if cluster.created_here and not settings.keep:
+        if reached or isinstance(cluster, KindCluster):
+            try:
+                summary = collect_diagnostics(
+                    cluster, [OPERATOR_NAMESPACE, S3_NAMESPACE, "kube-system"], directory
+                )
+            except (E2EError, OSError) as diag_exc:
+                summary = f"(diagnostics failed too: {diag_exc})"
+        else:
+            # Another cluster that did not answer: every kubectl would wait its timeout.
+            summary = "(no diagnostics: the cluster did not answer)"
+        if not settings.keep:
             with contextlib.suppress(E2EError):
-                cluster.delete()
+                if isinstance(cluster, KindCluster) and cluster.created_here:
+                    cluster.delete()
+                elif isinstance(cluster, ExistingCluster) and installing:
+                    cluster.remove()
         raise E2EError(f"e2e setup failed: {exc}\n\n{summary}") from exc
     return Environment(
         settings=settings,
@@ -1243,7 +1741,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("build", help="build (or reuse) kind, kubectl and helm; print them")
-    commands.add_parser("down", help="delete the e2e kind cluster")
+    commands.add_parser(
+        "down",
+        help="delete the e2e kind cluster; with KUBEMAKER_E2E_KUBECONFIG, remove what the "
+        "e2e installed in that cluster (the helm release, the s3 and kubemaker namespaces)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -1255,13 +1757,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(path)
             _stderr_log(f"tools ready in {time.monotonic() - started:.1f}s")
         elif args.command == "down":
-            docker = docker_client() or "docker"
             tools = Tools(
                 kind=kind_binary(settings.kind_version),
                 kubectl=Path(localcluster.binary("kubectl")),
                 helm=Path(localcluster.binary("helm")),
-                docker=docker,
+                docker=docker_client() or "docker",
             )
+            if settings.existing:
+                existing = ExistingCluster(settings, tools)
+                existing.open()
+                existing.remove()
+                return 0
             cluster = KindCluster(settings, tools)
             if cluster.exists():
                 cluster.delete()

@@ -43,6 +43,8 @@ def test_settings_defaults() -> None:
     assert settings.build_images and not settings.keep and not settings.require_docker
     assert settings.node_image == "" and settings.s3_image == ""
     assert settings.kubeconfig == REPO_ROOT / ".work" / "e2e" / "kubemaker-e2e" / "kubeconfig"
+    # kind: the images are loaded into the node, never pulled.
+    assert not settings.existing and settings.pull_policy == "Never"
 
 
 def test_ci_requires_the_e2e_tests() -> None:
@@ -78,6 +80,8 @@ def test_settings_from_environment(tmp_path: Path) -> None:
         ("KUBEMAKER_E2E_KEEP", "maybe"),
         ("KUBEMAKER_E2E_JOB_TIMEOUT", "ten"),
         ("KUBEMAKER_E2E_SETUP_TIMEOUT", "-5"),
+        ("KUBEMAKER_E2E_PULL_POLICY", "sometimes"),
+        ("KUBEMAKER_E2E_KUBECONFIG", "/nonexistent/kubeconfig"),
     ],
 )
 def test_bad_settings_name_the_variable(name: str, value: str) -> None:
@@ -85,10 +89,29 @@ def test_bad_settings_name_the_variable(name: str, value: str) -> None:
         kindharness.Settings.from_env({name: value})
 
 
+def test_bad_pull_policy_lists_the_good_ones(tmp_path: Path) -> None:
+    kubeconfig = _kubeconfig(tmp_path)
+    with pytest.raises(ValueError, match="Always, IfNotPresent, Never") as raised:
+        kindharness.Settings.from_env(
+            {"KUBEMAKER_E2E_KUBECONFIG": str(kubeconfig), "KUBEMAKER_E2E_PULL_POLICY": "Latest"}
+        )
+    assert "KUBEMAKER_E2E_PULL_POLICY='Latest'" in str(raised.value)
+
+
+def test_a_context_needs_a_kubeconfig() -> None:
+    with pytest.raises(ValueError, match=r"KUBEMAKER_E2E_CONTEXT='prod'.*KUBEMAKER_E2E_KUBECONFIG"):
+        kindharness.Settings.from_env({"KUBEMAKER_E2E_CONTEXT": "prod"})
+
+
 def test_skip_message_says_why_and_how_to_run() -> None:
     message = kindharness.skip_message("no Docker engine answers (`docker info`: ...)")
     assert "no Docker engine" in message
     assert "make e2e-kind" in message and "docs/e2e.md" in message
+    # Against another cluster, Docker only builds the images: say how to do without.
+    existing = kindharness.skip_message("no Docker engine answers", existing=True)
+    assert "KUBEMAKER_E2E_BUILD=0" in existing and "Against another cluster" in existing
+    for text in (message, existing):
+        assert kindharness.without_skip_prefix(text).startswith("no Docker engine answers")
 
 
 def test_helm_values_name_the_built_images() -> None:
@@ -96,9 +119,263 @@ def test_helm_values_name_the_built_images() -> None:
         {"KUBEMAKER_E2E_IMAGE_PREFIX": "localhost:5000/km", "KUBEMAKER_E2E_IMAGE_TAG": "t1"}
     )
     values = kindharness.build_image_values(settings)
-    assert values["image"] == {"repository": "localhost:5000/km/operator", "tag": "t1"}
-    assert values["config"]["images"]["agent"] == "localhost:5000/km/runtime:t1"
-    assert values["config"]["images"]["algorithms"] == {"xgboost": "localhost:5000/km/xgboost:t1"}
+    assert values["image"] == {
+        "repository": "localhost:5000/km/operator",
+        "tag": "t1",
+        "pullPolicy": "Never",
+    }
+    images = values["config"]["images"]
+    assert images["agent"] == "localhost:5000/km/runtime:t1"
+    assert images["algorithms"] == {"xgboost": "localhost:5000/km/xgboost:t1"}
+    # Both frameworks: the chart's default xgboost entry would keep ghcr.io/kubemaker.
+    assert images["frameworks"] == {
+        "mxnet": "localhost:5000/km/mxnet:t1",
+        "xgboost": "localhost:5000/km/xgboost:t1",
+    }
+    assert images["pullPolicy"] == "Never"
+
+
+# --- another cluster (KUBEMAKER_E2E_KUBECONFIG) ---------------------------------------------------
+
+
+def _kubeconfig(directory: Path) -> Path:
+    path = directory / "config"
+    path.write_text("apiVersion: v1\nkind: Config\ncurrent-context: a\n")
+    return path
+
+
+def test_existing_cluster_settings_defaults(tmp_path: Path) -> None:
+    kubeconfig = _kubeconfig(tmp_path)
+    settings = kindharness.Settings.from_env({"KUBEMAKER_E2E_KUBECONFIG": str(kubeconfig)})
+    assert settings.existing and settings.existing_kubeconfig == kubeconfig
+    # The tests (the SDK's copy of the kubeconfig) get the user's file itself.
+    assert settings.kubeconfig == kubeconfig
+    assert settings.context == ""
+    # The cluster pulls the images: IfNotPresent, not kind's Never.
+    assert settings.pull_policy == "IfNotPresent"
+    assert settings.build_images and not settings.keep
+
+
+def test_existing_cluster_settings_from_environment(tmp_path: Path) -> None:
+    kubeconfig = _kubeconfig(tmp_path)
+    settings = kindharness.Settings.from_env(
+        {
+            "KUBEMAKER_E2E_KUBECONFIG": str(kubeconfig),
+            "KUBEMAKER_E2E_CONTEXT": "prod/admin",
+            "KUBEMAKER_E2E_PULL_POLICY": "always",
+            "KUBEMAKER_E2E_WORKDIR": str(tmp_path / "work"),
+        }
+    )
+    assert settings.context == "prod/admin"
+    assert settings.pull_policy == "Always"  # spelled as Kubernetes wants it
+    # With a context: a copy holding it alone (ExistingCluster.open writes it), so the
+    # programs the tests start reach the cluster kubectl and helm installed into.
+    assert settings.kubeconfig == tmp_path / "work" / "kubemaker-e2e" / "kubeconfig-prod_admin"
+    # kind may be told another policy too (say, IfNotPresent for images on the node).
+    kind = kindharness.Settings.from_env({"KUBEMAKER_E2E_PULL_POLICY": "IfNotPresent"})
+    assert kind.pull_policy == "IfNotPresent" and not kind.existing
+
+
+def test_existing_cluster_kubeconfig_path_is_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubeconfig = _kubeconfig(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = kindharness.Settings.from_env({"KUBEMAKER_E2E_KUBECONFIG": "~/config"})
+    assert settings.existing_kubeconfig == kubeconfig
+
+
+def test_existing_cluster_values_and_s3_pull_policy(tmp_path: Path) -> None:
+    settings = kindharness.Settings.from_env(
+        {
+            "KUBEMAKER_E2E_KUBECONFIG": str(_kubeconfig(tmp_path)),
+            "KUBEMAKER_E2E_IMAGE_PREFIX": "registry.example.com/team",
+            "KUBEMAKER_E2E_IMAGE_TAG": "e2e1",
+        }
+    )
+    values = kindharness.build_image_values(settings)
+    assert values["image"]["pullPolicy"] == "IfNotPresent"
+    assert values["config"]["images"]["pullPolicy"] == "IfNotPresent"
+    assert (
+        values["config"]["images"]["frameworks"]["mxnet"] == "registry.example.com/team/mxnet:e2e1"
+    )
+
+    docs = kindharness.s3_documents("registry.example.com/team/s3:1", settings.pull_policy,
+                                    node_port=False)  # fmt: skip
+    deployment = kindharness.find_document(docs, "Deployment", "s3")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/team/s3:1"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    # Reached with kubectl port-forward: no node port to collide with or to open.
+    service = kindharness.find_document(docs, "Service", "s3")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert all("nodePort" not in port for port in service["spec"]["ports"])
+    # kind's manifest is left as it was.
+    assert kindharness.s3_ports(kindharness.s3_documents()) == (9000, 30900)
+
+
+def test_the_s3_image_must_be_named_for_another_cluster_without_a_build(tmp_path: Path) -> None:
+    kubeconfig = str(_kubeconfig(tmp_path))
+
+    def problem(**env: str) -> str | None:
+        return kindharness.s3_image_problem(
+            kindharness.Settings.from_env({"KUBEMAKER_E2E_KUBECONFIG": kubeconfig, **env})
+        )
+
+    message = problem(KUBEMAKER_E2E_BUILD="0")
+    assert message is not None and "set KUBEMAKER_E2E_S3_IMAGE" in message
+    assert problem(KUBEMAKER_E2E_BUILD="0", KUBEMAKER_E2E_S3_IMAGE="r.example/s3:1") is None
+    assert problem() is None  # built here (docs: the cluster must be able to pull it)
+    # kind builds it (cached) even with BUILD=0.
+    kind = kindharness.Settings.from_env({"KUBEMAKER_E2E_BUILD": "0"})
+    assert kindharness.s3_image_problem(kind) is None
+
+
+def test_push_hint_names_every_image() -> None:
+    refs = ["r.example/km/operator:1", "r.example/km/mxnet:1"]
+    hint = kindharness.push_hint(refs)
+    assert "docker push r.example/km/operator:1" in hint
+    assert "docker push r.example/km/mxnet:1" in hint
+
+
+def _no_probe() -> str | None:
+    raise AssertionError("probed, but the answer does not depend on it")
+
+
+def test_another_cluster_without_a_build_needs_no_docker(tmp_path: Path) -> None:
+    settings = kindharness.Settings.from_env(
+        {"KUBEMAKER_E2E_KUBECONFIG": str(_kubeconfig(tmp_path)), "KUBEMAKER_E2E_BUILD": "0"}
+    )
+    assert not kindharness.cluster_needs_docker(settings)
+    # Neither `docker info` nor the node image's prerequisites are asked about.
+    assert (
+        kindharness.e2e_problem(
+            settings, uses_cluster=True, docker_problem=_no_probe, node_problem=_no_probe
+        )
+        is None
+    )
+    # The image tests (no cluster) still run containers with Docker.
+    reason = kindharness.e2e_problem(
+        settings,
+        uses_cluster=False,
+        docker_problem=lambda: "no Docker engine answers",
+        node_problem=_no_probe,
+    )
+    assert reason is not None and "no Docker engine answers" in reason
+
+
+def test_another_cluster_with_a_build_needs_docker_not_a_node_image(tmp_path: Path) -> None:
+    settings = kindharness.Settings.from_env(
+        {"KUBEMAKER_E2E_KUBECONFIG": str(_kubeconfig(tmp_path))}
+    )
+    assert kindharness.cluster_needs_docker(settings)
+    reason = kindharness.e2e_problem(
+        settings,
+        uses_cluster=True,
+        docker_problem=lambda: "no Docker engine answers",
+        node_problem=_no_probe,
+    )
+    assert reason is not None and "KUBEMAKER_E2E_BUILD=0" in reason
+    assert (
+        kindharness.e2e_problem(
+            settings, uses_cluster=True, docker_problem=lambda: None, node_problem=_no_probe
+        )
+        is None
+    )
+
+
+def test_kind_needs_docker_and_the_node_image() -> None:
+    settings = kindharness.Settings.from_env({"KUBEMAKER_E2E_BUILD": "0"})
+    assert kindharness.cluster_needs_docker(settings)
+    reason = kindharness.e2e_problem(
+        settings,
+        uses_cluster=True,
+        docker_problem=lambda: "no Docker engine answers",
+        node_problem=_no_probe,  # no engine: the node image is not asked about
+    )
+    assert reason is not None and "make e2e-kind" in reason
+    node = "kind e2e skipped: the kind node image is built on this machine ..."
+    assert (
+        kindharness.e2e_problem(
+            settings, uses_cluster=True, docker_problem=lambda: None, node_problem=lambda: node
+        )
+        == node
+    )
+
+
+def test_port_forward_command() -> None:
+    command = kindharness.port_forward_command(
+        "/cache/kubectl", Path("/home/me/.kube/config"), "", 41234, 9000
+    )
+    assert command == [
+        "/cache/kubectl", "--kubeconfig", "/home/me/.kube/config",
+        "port-forward", "-n", "s3", "svc/s3", "41234:9000", "--address", "127.0.0.1",
+    ]  # fmt: skip
+    with_context = kindharness.port_forward_command(
+        "/cache/kubectl", Path("/k"), "prod", 41234, 9000
+    )
+    assert with_context[:5] == ["/cache/kubectl", "--kubeconfig", "/k", "--context", "prod"]
+    assert with_context[5:] == command[3:]
+
+
+def test_context_kubeconfig_command() -> None:
+    assert kindharness.context_kubeconfig_command("kubectl", Path("/k"), "prod") == [
+        "kubectl", "config", "view", "--raw", "--minify", "--flatten",
+        "--kubeconfig", "/k", "--context", "prod",
+    ]  # fmt: skip
+
+
+def test_existing_cluster_clients_name_the_context(tmp_path: Path) -> None:
+    settings = kindharness.Settings.from_env(
+        {
+            "KUBEMAKER_E2E_KUBECONFIG": str(_kubeconfig(tmp_path)),
+            "KUBEMAKER_E2E_CONTEXT": "prod",
+            "KUBEMAKER_E2E_WORKDIR": str(tmp_path / "work"),
+        }
+    )
+    tools = kindharness.Tools(kind=None, kubectl=Path("kubectl"), helm=Path("helm"), docker=None)
+    cluster = kindharness.make_cluster(settings, tools, lambda _: None)
+    assert isinstance(cluster, kindharness.ExistingCluster)
+    assert cluster.node_container is None  # no node to reach: the tests take another way
+    kubeconfig = str(settings.kubeconfig)
+    assert cluster.client_args() == ["--kubeconfig", kubeconfig, "--context", "prod"]
+    assert cluster.helm_args() == ["--kubeconfig", kubeconfig, "--kube-context", "prod"]
+    kind = kindharness.make_cluster(kindharness.Settings(), tools, lambda _: None)
+    assert isinstance(kind, kindharness.KindCluster)
+    assert kind.node_container == "kubemaker-e2e-control-plane"
+
+
+def test_existing_cluster_diagnostics_say_why_there_are_no_node_logs(tmp_path: Path) -> None:
+    settings = kindharness.Settings.from_env(
+        {"KUBEMAKER_E2E_KUBECONFIG": str(_kubeconfig(tmp_path))}
+    )
+    tools = kindharness.Tools(kind=None, kubectl=Path("kubectl"), helm=Path("helm"), docker=None)
+    cluster = kindharness.ExistingCluster(settings, tools)
+    sections, where = cluster.node_logs(tmp_path / "diagnostics")
+    assert sections == [("node logs", kindharness.NODE_LOGS_NOTE)] and where == ""
+    assert "kind" in kindharness.NODE_LOGS_NOTE and "KUBEMAKER_E2E_KUBECONFIG" in (
+        kindharness.NODE_LOGS_NOTE
+    )
+    assert (tmp_path / "diagnostics" / "node-logs.txt").read_text().startswith("not collected")
+
+
+def test_port_forward_stops_and_says_why_it_exited(tmp_path: Path) -> None:
+    # A stand-in for kubectl (this machine's Python), so no cluster is needed.
+    log = tmp_path / "forward.log"
+    gone = kindharness.PortForward(
+        [sys.executable, "-c", "import sys; print('no such service'); sys.exit(1)"], log
+    )
+    gone.start()
+    assert gone.process is not None
+    gone.process.wait(30)
+    reason = gone.exited()
+    assert reason is not None and "exited 1" in reason and "no such service" in reason
+    running = kindharness.PortForward([sys.executable, "-c", "import time; time.sleep(60)"], log)
+    running.start()
+    assert running.exited() is None
+    running.stop()
+    assert running.process is not None and running.process.poll() is not None
+    running.stop()  # again: nothing to do
 
 
 # --- small pure helpers --------------------------------------------------------------------------
@@ -346,11 +623,11 @@ def test_bad_hyperparameter_job_is_rejected_by_the_algorithm() -> None:
 # --- the chart with the e2e values ---------------------------------------------------------------
 
 
-def test_chart_renders_with_the_e2e_values(tmp_path: Path) -> None:
+def _render_chart(settings: kindharness.Settings) -> dict[tuple[str, str], Any]:
+    """``helm template`` of the chart with the e2e values: (kind, name) -> document."""
     helm = Path(localcluster.binary("helm"))
     if not helm.is_file():
         pytest.skip(f"{helm} is not built: `make cluster-binaries`")
-    settings = kindharness.Settings.from_env({"KUBEMAKER_E2E_WORKDIR": str(tmp_path)})
     rendered = subprocess.run(
         [str(helm), "template", kindharness.RELEASE, str(kindharness.CHART),
          "--namespace", kindharness.OPERATOR_NAMESPACE,
@@ -358,7 +635,33 @@ def test_chart_renders_with_the_e2e_values(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert rendered.returncode == 0, rendered.stderr
-    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered.stdout) if d}
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered.stdout) if d}
+
+
+def test_chart_renders_the_pull_policy_for_another_cluster(tmp_path: Path) -> None:
+    # values-e2e.yaml says Never (kind); the harness's values file wins over it.
+    settings = kindharness.Settings.from_env(
+        {
+            "KUBEMAKER_E2E_KUBECONFIG": str(_kubeconfig(tmp_path)),
+            "KUBEMAKER_E2E_WORKDIR": str(tmp_path / "work"),
+            "KUBEMAKER_E2E_IMAGE_PREFIX": "registry.example.com/team",
+        }
+    )
+    docs = _render_chart(settings)
+    (container,) = docs[("Deployment", kindharness.RELEASE)]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["image"] == "registry.example.com/team/operator:0.1.0"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    config_map = docs[("ConfigMap", f"{kindharness.RELEASE}-config")]
+    config = OperatorConfig.model_validate(yaml.safe_load(config_map["data"]["config.yaml"]))
+    assert config.images.pull_policy == "IfNotPresent"
+    assert config.images.frameworks["mxnet"] == "registry.example.com/team/mxnet:0.1.0"
+
+
+def test_chart_renders_with_the_e2e_values(tmp_path: Path) -> None:
+    settings = kindharness.Settings.from_env({"KUBEMAKER_E2E_WORKDIR": str(tmp_path)})
+    docs = _render_chart(settings)
     deployment = docs[("Deployment", kindharness.RELEASE)]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "ghcr.io/kubemaker/operator:0.1.0"
@@ -367,6 +670,8 @@ def test_chart_renders_with_the_e2e_values(tmp_path: Path) -> None:
     config = OperatorConfig.model_validate(yaml.safe_load(config_map["data"]["config.yaml"]))
     assert config.images.agent == "ghcr.io/kubemaker/runtime:0.1.0"
     assert config.images.algorithms["xgboost"] == "ghcr.io/kubemaker/xgboost:0.1.0"
+    assert config.images.frameworks["mxnet"] == "ghcr.io/kubemaker/mxnet:0.1.0"
+    assert config.images.frameworks["xgboost"] == "ghcr.io/kubemaker/xgboost:0.1.0"
     assert config.images.pull_policy == "Never"
     assert config.storage.s3_endpoint_url == "http://s3.s3:9000"
     assert config.storage.credentials_secret == kindharness.CREDENTIALS_SECRET

@@ -38,4 +38,6 @@ def train(hyperparameters, hosts, current_host, model_dir, **kwargs):
     }
     with open(os.path.join(kwargs["output_data_dir"], "dist.json"), "w") as f:
         json.dump(report, f)
+    # Also in the log: on a cluster each host's output data is its own pod's.
+    print("dist.json " + json.dumps(report), flush=True)
     return None  # nothing to export: the test reads dist.json

@@ -264,6 +264,25 @@ def test_two_variants_get_a_router_with_the_weights() -> None:
     assert world.status.endpoint_status == "InService"
 
 
+def test_the_router_is_sized_by_the_operator_config() -> None:
+    router = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    config = OperatorConfig.from_mapping(
+        {"endpoints": {"routerReplicas": 1, "routerResources": router}}
+    )
+    owner = eb.endpoint_owner("ep", "ns", "")
+    built = eb.build_router(owner, config)
+    assert built["spec"]["replicas"] == 1
+    assert built["spec"]["template"]["spec"]["containers"][0]["resources"] == router
+    default = eb.build_router(owner, CONFIG)
+    assert default["spec"]["replicas"] == 2
+    assert default["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "500m",
+        "memory": "256Mi",
+    }
+    with pytest.raises(ValueError, match="routerReplicas"):
+        OperatorConfig.from_mapping({"endpoints": {"routerReplicas": 0}})
+
+
 # --- updates ----------------------------------------------------------------------------
 
 

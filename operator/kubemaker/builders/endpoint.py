@@ -63,7 +63,6 @@ ROUTER_CONTAINER = "router"
 MODEL_VOLUME = "model"
 ROUTES_VOLUME = "routes"
 ROUTES_DIR = "/etc/kubemaker/router"
-ROUTER_REPLICAS = 2
 # SageMaker's default for ContainerStartupHealthCheckTimeoutInSeconds.
 DEFAULT_HEALTH_CHECK_SECONDS = 600
 PROBE_PERIOD_SECONDS = 5
@@ -368,7 +367,7 @@ def build_router(owner: Owner, config: OperatorConfig) -> JSON:
         "command": ["python", "-m", "kubemaker_runtime.router"],
         "args": ["--routes", f"{ROUTES_DIR}/{ROUTES_FILE}", "--port", str(PORT)],
         "ports": [{"name": "http", "containerPort": PORT}],
-        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "resources": {k: dict(v) for k, v in config.endpoints.router_resources.items()},
         "readinessProbe": ping,
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "volumeMounts": [
@@ -382,7 +381,7 @@ def build_router(owner: Owner, config: OperatorConfig) -> JSON:
         "kind": "Deployment",
         "metadata": owner.metadata(name, labels),
         "spec": {
-            "replicas": ROUTER_REPLICAS,
+            "replicas": config.endpoints.router_replicas,
             "selector": {"matchLabels": router_selector(owner)},
             "strategy": {
                 "type": "RollingUpdate",

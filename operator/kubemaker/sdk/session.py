@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from kubemaker.sdk._localrun import LocalRunner
 
 logger = logging.getLogger("kubemaker.sdk")
+_CONNECTING = threading.Lock()
 
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 OPERATOR_CONFIG_SELECTOR = (
@@ -116,12 +118,17 @@ class Session:
 
     def cluster(self) -> ClusterClient:
         """The Kubernetes API of this session, connected on first use."""
-        if self._cluster_client is None:
-            from kubemaker.sdk._cluster import ClusterClient
+        # One connect at a time, process-wide: predictors used from several threads
+        # would otherwise import the client library concurrently, and Python can fail
+        # that with a _DeadlockError that leaves kubernetes.client half-imported for
+        # good (seen on kind under load: every later request failed).
+        with _CONNECTING:
+            if self._cluster_client is None:
+                from kubemaker.sdk._cluster import ClusterClient
 
-            self._cluster_client = ClusterClient.connect(
-                self.kubeconfig, self.context, self.namespace
-            )
+                self._cluster_client = ClusterClient.connect(
+                    self.kubeconfig, self.context, self.namespace
+                )
         return self._cluster_client
 
     def local(self) -> LocalRunner:
