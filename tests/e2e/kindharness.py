@@ -1145,12 +1145,13 @@ class ExistingCluster(Cluster):
         return (
             f"keeping what the e2e installed in {self.name} (KUBEMAKER_E2E_KEEP=1): the "
             f"helm release {RELEASE!r} and the namespaces {OPERATOR_NAMESPACE!r}, "
-            f"{S3_NAMESPACE!r} and the tests' own; export KUBECONFIG={self.settings.kubeconfig}; "
+            f"{S3_NAMESPACE!r} and those of failed tests; "
+            f"export KUBECONFIG={self.settings.kubeconfig}; "
             "remove them with `python tests/e2e/kindharness.py down` (same settings)"
         )
 
 
-# --- MinIO --------------------------------------------------------------------------------------
+# --- object storage -------------------------------------------------------------------------------
 
 
 def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
