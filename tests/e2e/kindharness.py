@@ -1634,6 +1634,23 @@ class Environment:
     def delete_namespace(self, name: str) -> None:
         self.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
+    def apply_bank_job(
+        self, namespace: str, name: str, hyperparameters: Mapping[str, str] | None = None
+    ) -> str:
+        """Apply the bank example as TrainingJob ``name``, reading the uploaded channels
+        and writing under ``s3://<bucket>/<namespace>/output``, which is returned."""
+        output = f"s3://{self.settings.bucket}/{namespace}/output"
+        job = build_trainingjob(
+            bank_example(),
+            name=name,
+            namespace=namespace,
+            data_uri=self.data_uri,
+            output_uri=output,
+            hyperparameters=hyperparameters,
+        )
+        self.cluster.apply([job])
+        return output
+
     def tear_down(self) -> None:
         # The port-forward goes even when the cluster's objects stay: it would outlive
         # this process.

@@ -48,14 +48,7 @@ def bank_model(kind_env: kindharness.Environment) -> Iterator[Model]:
     namespace = f"e2e-endpoint-model-{uuid.uuid4().hex[:6]}"
     kind_env.create_namespace(namespace)
     try:
-        job = kindharness.build_trainingjob(
-            kindharness.bank_example(),
-            name="bank",
-            namespace=namespace,
-            data_uri=kind_env.data_uri,
-            output_uri=f"s3://{kind_env.settings.bucket}/{namespace}/output",
-        )
-        kind_env.cluster.apply([job])
+        kind_env.apply_bank_job(namespace, "bank")
         obj = kindharness.wait_for_training_end(
             kind_env.cluster, "bank", namespace, kind_env.settings.job_timeout
         )

@@ -53,15 +53,7 @@ def test_xgboost_bank_trains_to_a_model_in_object_storage(
     kind_env: kindharness.Environment, e2e_namespace: str
 ) -> None:
     name = "xgboost-bank"
-    output = f"s3://{kind_env.settings.bucket}/{e2e_namespace}/output"
-    job = kindharness.build_trainingjob(
-        kindharness.bank_example(),
-        name=name,
-        namespace=e2e_namespace,
-        data_uri=kind_env.data_uri,
-        output_uri=output,
-    )
-    kind_env.cluster.apply([job])
+    output = kind_env.apply_bank_job(e2e_namespace, name)
 
     obj = kindharness.wait_for_training_end(
         kind_env.cluster, name, e2e_namespace, kind_env.settings.job_timeout
@@ -112,15 +104,8 @@ def test_bad_hyperparameter_fails_with_a_reason_naming_it(
     kind_env: kindharness.Environment, e2e_namespace: str
 ) -> None:
     name = "bad-eta"
-    job = kindharness.build_trainingjob(
-        kindharness.bank_example(),
-        name=name,
-        namespace=e2e_namespace,
-        data_uri=kind_env.data_uri,
-        output_uri=f"s3://{kind_env.settings.bucket}/{e2e_namespace}/output",
-        hyperparameters={"eta": "1.5"},  # XGBoost's eta is in [0, 1]
-    )
-    kind_env.cluster.apply([job])
+    # XGBoost's eta is in [0, 1].
+    kind_env.apply_bank_job(e2e_namespace, name, hyperparameters={"eta": "1.5"})
 
     obj = kindharness.wait_for_training_end(
         kind_env.cluster, name, e2e_namespace, kind_env.settings.job_timeout
@@ -187,15 +172,7 @@ def test_the_operator_killed_during_training_completes_the_job_once(
     kind_env: kindharness.Environment, e2e_namespace: str
 ) -> None:
     name = "xgboost-crash"
-    output = f"s3://{kind_env.settings.bucket}/{e2e_namespace}/output"
-    job = kindharness.build_trainingjob(
-        kindharness.bank_example(),
-        name=name,
-        namespace=e2e_namespace,
-        data_uri=kind_env.data_uri,
-        output_uri=output,
-    )
-    kind_env.cluster.apply([job])
+    output = kind_env.apply_bank_job(e2e_namespace, name)
 
     def training() -> dict[str, Any] | None:
         pods = kind_env.cluster.kubectl_json(
